@@ -1,0 +1,32 @@
+"""bonsai-tui's inference engine: Bonsai 1-bit (Q1_0) Qwen3 GGUF models in NumPy + Numba.
+
+    import engine
+    model = engine.load("Bonsai-1.7B-Q1_0.gguf")
+    session = engine.ChatSession(model)
+    for event in session.chat([{"role": "user", "content": "Hello"}]):
+        ...
+
+Reading order: gguf_file -> config -> kernels -> matrix -> model -> tokenizer -> chat_template
+-> sampling -> session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import ModelConfig
+from engine.errors import ContextFullError, EngineError, ModelFileError
+from engine.model import Model
+from engine.sampling import PRESETS, SamplingParams
+from engine.session import ChatSession, DoneEvent, GenerationStats, StopReason, TokenEvent
+
+
+def load(path: str | Path, threads: int | None = None) -> Model:
+    """Open a GGUF model (memory-mapped). Raises ModelFileError with a one-line reason."""
+    return Model(path, threads)
+
+
+__all__ = [
+    "ChatSession", "ContextFullError", "DoneEvent", "EngineError", "GenerationStats", "ModelConfig",
+    "ModelFileError", "Model", "PRESETS", "SamplingParams", "StopReason", "TokenEvent", "load",
+]

@@ -1,0 +1,221 @@
+"""Numba kernels: the only hot code. Plain arrays in, arrays out, no Python objects inside.
+
+Q1_0 layout (GGML type 41): a row of n weights is n/128 blocks of 18 bytes,
+    [ fp16 scale d (2 bytes, little-endian) | 16 bytes of sign bits ]
+and weight j of a block is +d if bit (j % 8) of bit-byte (j // 8) is set (LSB first), else -d.
+
+Decode multiplies each matrix by one activation vector (GEMV). Instead of testing bits, we build
+a lookup table once per input vector: for each group of 8 activations, the 256 possible signed
+sums. Each weight byte then costs one table load and one add (the T-MAC idea).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+Q1_BLOCK = 128  # weights per block
+Q1_BLOCK_BYTES = 18  # 2 bytes scale + 16 bytes bits
+Q1_BITS_BYTES = 16
+
+
+@njit(cache=True, inline="always")
+def fp16_to_float(lo: np.uint8, hi: np.uint8) -> float:
+    """IEEE half from its two little-endian bytes (Numba has no float16 arithmetic)."""
+    h = np.int32(lo) | (np.int32(hi) << 8)
+    exponent = (h >> 10) & 0x1F
+    mantissa = h & 0x3FF
+    if exponent == 0:
+        value = math.ldexp(float(mantissa), -24)
+    elif exponent == 31:
+        value = math.inf if mantissa == 0 else math.nan
+    else:
+        value = math.ldexp(float(mantissa | 0x400), exponent - 25)
+    return -value if h & 0x8000 else value
+
+
+# ---- Q1_0 matrix-vector (decode) ----------------------------------------------------------
+
+
+@njit(cache=True, parallel=True)
+def build_sign_lut(x: np.ndarray, lut: np.ndarray) -> None:
+    """lut[g, b] = sum over j<8 of (+x[8g+j] if bit j of b else -x[8g+j])."""
+    n_groups = x.shape[0] // 8
+    for g in prange(n_groups):
+        base = 8 * g
+        total = np.float32(0.0)
+        for j in range(8):
+            total += x[base + j]
+        lut[g, 0] = -total
+        for b in range(1, 256):
+            low = b & (-b)  # lowest set bit: entry b = entry without it + 2 * that activation
+            j = 0
+            while (1 << j) != low:
+                j += 1
+            lut[g, b] = lut[g, b ^ low] + 2.0 * x[base + j]
+
+
+@njit(cache=True, parallel=True)
+def q1_gemv_lut(w: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
+    """out[r] = dot(row r of the Q1_0 matrix w, x), with lut = build_sign_lut(x)."""
+    rows = w.shape[0]
+    n_blocks = w.shape[1] // Q1_BLOCK_BYTES
+    for r in prange(rows):
+        row = w[r]
+        acc = 0.0
+        for blk in range(n_blocks):
+            at = blk * Q1_BLOCK_BYTES
+            g = blk * Q1_BITS_BYTES
+            bits = at + 2
+            # two partial sums halve the add dependency chain
+            s0 = np.float32(0.0)
+            s1 = np.float32(0.0)
+            for k in range(0, Q1_BITS_BYTES, 2):
+                s0 += lut[g + k, row[bits + k]]
+                s1 += lut[g + k + 1, row[bits + k + 1]]
+            acc += fp16_to_float(row[at], row[at + 1]) * (s0 + s1)
+        out[r] = acc
+
+
+@njit(cache=True, parallel=True)
+def q1_dequantize(w: np.ndarray, row_start: int, row_stop: int, out: np.ndarray) -> None:
+    """Rows [row_start, row_stop) of a Q1_0 matrix as float32 into out[0 : row_stop-row_start]."""
+    n_blocks = w.shape[1] // Q1_BLOCK_BYTES
+    for i in prange(row_stop - row_start):
+        row = w[row_start + i]
+        for blk in range(n_blocks):
+            at = blk * Q1_BLOCK_BYTES
+            d = np.float32(fp16_to_float(row[at], row[at + 1]))
+            for k in range(Q1_BITS_BYTES):
+                byte = row[at + 2 + k]
+                col = blk * Q1_BLOCK + 8 * k
+                for j in range(8):
+                    out[i, col + j] = d if (byte >> j) & 1 else -d
+
+
+@njit(cache=True)
+def q1_embed(w: np.ndarray, tokens: np.ndarray, out: np.ndarray) -> None:
+    """Embedding lookup: dequantize the rows `tokens` of a Q1_0 table."""
+    for t in range(tokens.shape[0]):
+        q1_dequantize(w, tokens[t], tokens[t] + 1, out[t : t + 1])
+
+
+# ---- normalisation, activation ------------------------------------------------------------
+
+
+@njit(cache=True)
+def rmsnorm_rows(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray) -> None:
+    """RMSNorm of each row of a 2-D array (weight has the row length)."""
+    n = x.shape[1]
+    for t in range(x.shape[0]):
+        ss = 0.0
+        for i in range(n):
+            ss += x[t, i] * x[t, i]
+        scale = 1.0 / math.sqrt(ss / n + eps)
+        for i in range(n):
+            out[t, i] = x[t, i] * scale * weight[i]
+
+
+@njit(cache=True)
+def silu_mul(gate: np.ndarray, up: np.ndarray) -> None:
+    """gate <- silu(gate) * up (SwiGLU), in place."""
+    for t in range(gate.shape[0]):
+        for i in range(gate.shape[1]):
+            g = gate[t, i]
+            gate[t, i] = g / (1.0 + math.exp(-g)) * up[t, i]
+
+
+# ---- rotary embedding ---------------------------------------------------------------------
+
+
+def rope_frequencies(
+    head_dim: int,
+    base: float,
+    factor: float = 1.0,
+    original_context: int = 0,
+    beta_fast: float = 32.0,
+    beta_slow: float = 1.0,
+) -> np.ndarray:
+    """Angle per position for each of the head_dim/2 rotated pairs, with YaRN when factor > 1.
+
+    YaRN (as llama.cpp applies it, at every length): a pair whose wavelength is short compared with
+    the original context keeps its frequency; a long one is interpolated (divided by factor); pairs
+    in between ramp linearly, over the dims set by beta_fast / beta_slow.
+    """
+    half = head_dim // 2
+    theta = base ** (-np.arange(half, dtype=np.float64) * 2.0 / head_dim)
+    if factor <= 1.0:
+        return theta
+
+    def corr_dim(beta: float) -> float:
+        return head_dim * math.log(original_context / (beta * 2 * math.pi)) / (2 * math.log(base))
+
+    low = max(0.0, math.floor(corr_dim(beta_fast)))
+    high = min(head_dim - 1.0, math.ceil(corr_dim(beta_slow)))
+    ramp = 1.0 - np.clip((np.arange(half) - low) / max(0.001, high - low), 0.0, 1.0)
+    return theta * (ramp + (1.0 - ramp) / factor)
+
+
+def rope_table(frequencies: np.ndarray, n_positions: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin for every position, shape [n_positions, head_dim/2], times YaRN's magnitude scale."""
+    angles = np.arange(n_positions, dtype=np.float64)[:, None] * frequencies[None, :]
+    return (np.cos(angles) * scale).astype(np.float32), (np.sin(angles) * scale).astype(np.float32)
+
+
+@njit(cache=True)
+def rope_neox(x: np.ndarray, start_pos: int, cos: np.ndarray, sin: np.ndarray) -> None:
+    """Rotate x[t, head, :] in place; NEOX pairs dims (i, i + head_dim/2)."""
+    half = x.shape[2] // 2
+    for t in range(x.shape[0]):
+        c = cos[start_pos + t]
+        s = sin[start_pos + t]
+        for h in range(x.shape[1]):
+            for i in range(half):
+                a = x[t, h, i]
+                b = x[t, h, i + half]
+                x[t, h, i] = a * c[i] - b * s[i]
+                x[t, h, i + half] = a * s[i] + b * c[i]
+
+
+# ---- attention ----------------------------------------------------------------------------
+
+
+@njit(cache=True, parallel=True)
+def attention(
+    q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, start_pos: int, out: np.ndarray
+) -> None:
+    """Causal grouped-query attention of q[t, head] over the cache, for queries at start_pos + t.
+
+    k_cache, v_cache: [n_head_kv, n_ctx, head_dim], already holding positions < start_pos + T.
+    Query head h reads KV head h // (n_head / n_head_kv).
+    """
+    n_tokens, n_head, head_dim = q.shape
+    group = n_head // k_cache.shape[0]
+    scale = 1.0 / math.sqrt(head_dim)
+    for job in prange(n_tokens * n_head):
+        t = job // n_head
+        h = job % n_head
+        kv = h // group
+        n_keys = start_pos + t + 1
+        scores = np.empty(n_keys, dtype=np.float32)
+        best = -np.inf
+        for p in range(n_keys):
+            s = np.float32(0.0)
+            for i in range(head_dim):
+                s += q[t, h, i] * k_cache[kv, p, i]
+            s *= scale
+            scores[p] = s
+            best = max(best, s)
+        total = 0.0
+        for p in range(n_keys):
+            e = math.exp(scores[p] - best)
+            scores[p] = e
+            total += e
+        for i in range(head_dim):
+            out[t, h, i] = 0.0
+        for p in range(n_keys):
+            weight = scores[p] / total
+            for i in range(head_dim):
+                out[t, h, i] += weight * v_cache[kv, p, i]

@@ -1,0 +1,81 @@
+"""Weight matrices: y = x @ W.T for a batch of rows x, whatever the storage type.
+
+Q1_0 matrices stay as their mapped 1-bit bytes. One row of x (decode) goes through the lookup-table
+GEMV kernel; a batch (prefill) is compute-bound, so tiles of rows are unpacked to float32 and handed
+to numpy's BLAS matmul, never the whole matrix at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine import kernels
+
+GEMV_MAX_ROWS = 4  # below this many input rows, per-row GEMV beats unpack + matmul
+DEQUANT_TILE_BYTES = 8 << 20  # float32 rows unpacked per matmul call
+
+
+class Q1Matrix:
+    """A [rows, cols] Q1_0 matrix backed by the file's bytes (uint8 [rows, cols/128*18])."""
+
+    def __init__(self, data: np.ndarray, cols: int) -> None:
+        self.data = data
+        self.rows, self.cols = data.shape[0], cols
+        self.tile_rows = max(1, DEQUANT_TILE_BYTES // (4 * cols))
+
+    def sign_lut(self, x: np.ndarray) -> np.ndarray:
+        lut = np.empty((self.cols // 8, 256), dtype=np.float32)
+        kernels.build_sign_lut(x, lut)
+        return lut
+
+    def matvec_lut(self, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Product with the vector whose sign table is `lut` (share one table across matrices)."""
+        if out is None:
+            out = np.empty(self.rows, dtype=np.float32)
+        kernels.q1_gemv_lut(self.data, lut, out)
+        return out
+
+    def matmul(self, x: np.ndarray) -> np.ndarray:
+        """x @ W.T for x of shape [T, cols] -> [T, rows]."""
+        if x.shape[0] <= GEMV_MAX_ROWS:
+            return np.stack([self.matvec_lut(self.sign_lut(row)) for row in x])
+        out = np.empty((x.shape[0], self.rows), dtype=np.float32)
+        tile = np.empty((min(self.tile_rows, self.rows), self.cols), dtype=np.float32)
+        for start in range(0, self.rows, self.tile_rows):
+            stop = min(start + self.tile_rows, self.rows)
+            kernels.q1_dequantize(self.data, start, stop, tile)
+            np.matmul(x, tile[: stop - start].T, out=out[:, start:stop])
+        return out
+
+    def rows_as_float(self, ids: np.ndarray) -> np.ndarray:
+        out = np.empty((len(ids), self.cols), dtype=np.float32)
+        kernels.q1_embed(self.data, ids.astype(np.int64), out)
+        return out
+
+
+class DenseMatrix:
+    """An F32 or F16 matrix, held as float32 (these are small or test-only in Bonsai files)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        self.rows, self.cols = self.data.shape
+
+    def matmul(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.data.T
+
+    def rows_as_float(self, ids: np.ndarray) -> np.ndarray:
+        return self.data[ids]
+
+
+Matrix = Q1Matrix | DenseMatrix
+
+
+def project(x: np.ndarray, *matrices: Matrix) -> list[np.ndarray]:
+    """x @ W.T for several matrices that read the same input (Q, K, V; gate, up).
+
+    For one decode row, Q1_0 matrices share a single sign table built once from x.
+    """
+    if x.shape[0] == 1 and all(isinstance(m, Q1Matrix) for m in matrices):
+        lut = matrices[0].sign_lut(x[0])
+        return [m.matvec_lut(lut)[None, :] for m in matrices]
+    return [m.matmul(x) for m in matrices]

@@ -1,0 +1,182 @@
+"""The Qwen3 forward pass over a memory-mapped GGUF, for a batch of new tokens at a time.
+
+Per block:  x += Wo · attention(rope(norm_q(Wq·n)), rope(norm_k(Wk·n)), Wv·n)     n = rmsnorm(x)
+            x += Wdown · (silu(Wgate·m) * Wup·m)                                 m = rmsnorm(x)
+then rmsnorm and the LM head (token_embd reused when the file has no output.weight).
+Prefill sends the whole prompt through as one batch; decode sends one token. Keys and values of
+every position stay in a KVCache so later tokens attend to them without recomputing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from engine import kernels
+from engine.chat_template import ChatTemplate
+from engine.config import ModelConfig
+from engine.errors import ModelFileError
+from engine.gguf_file import GGML_Q1_0, GGUFFile
+from engine.matrix import DenseMatrix, Matrix, Q1Matrix, project
+from engine.sampling import SamplingParams, params_from_metadata
+from engine.tokenizer import BonsaiTokenizer
+
+
+@dataclass
+class Block:
+    attn_norm: np.ndarray
+    wq: Matrix
+    wk: Matrix
+    wv: Matrix
+    q_norm: np.ndarray
+    k_norm: np.ndarray
+    wo: Matrix
+    ffn_norm: np.ndarray
+    w_gate: Matrix
+    w_up: Matrix
+    w_down: Matrix
+
+
+class KVCache:
+    """Keys and values per layer: [n_layers, n_head_kv, n_ctx, head_dim] float32.
+
+    np.zeros maps untouched pages lazily, so memory grows with the tokens actually cached.
+    """
+
+    def __init__(self, config: ModelConfig, n_ctx: int) -> None:
+        shape = (config.n_layers, config.n_head_kv, n_ctx, config.head_dim)
+        self.k = np.zeros(shape, dtype=np.float32)
+        self.v = np.zeros(shape, dtype=np.float32)
+        self.n_ctx = n_ctx
+
+
+class Model:
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.file = GGUFFile(self.path)
+        meta = self.file.metadata
+        self.config = ModelConfig.from_metadata(meta, self.path, tied="output.weight" not in self.file.tensors)
+        self.tokenizer = BonsaiTokenizer(meta, self.path)
+        self.template = ChatTemplate(meta.get("tokenizer.chat_template"))
+        self.threads = threads or os.cpu_count() or 1
+        self._load_weights()
+        cfg = self.config
+        frequencies = kernels.rope_frequencies(
+            cfg.head_dim, cfg.rope_base, cfg.rope_factor if cfg.uses_yarn else 1.0,
+            cfg.rope_original_context, cfg.yarn_beta_fast, cfg.yarn_beta_slow,
+        )
+        self.rope_cos, self.rope_sin = kernels.rope_table(frequencies, cfg.context_length, cfg.yarn_attn_factor)
+
+    # ---- loading --------------------------------------------------------------------------
+
+    def _matrix(self, name: str, rows: int, cols: int) -> Matrix:
+        info = self._info(name, (rows, cols))
+        data = self.file.tensor(name)
+        return Q1Matrix(data, cols) if info.ggml_type == GGML_Q1_0 else DenseMatrix(data)
+
+    def _vector(self, name: str, size: int) -> np.ndarray:
+        self._info(name, (size,))
+        return np.asarray(self.file.tensor(name), dtype=np.float32)
+
+    def _info(self, name: str, shape: tuple[int, ...]):
+        info = self.file.tensors.get(name)
+        if info is None:
+            raise ModelFileError(self.path, f"tensor {name} is missing")
+        if info.shape != shape:
+            raise ModelFileError(self.path, f"tensor {name} has shape {list(info.shape)}, expected {list(shape)}")
+        return info
+
+    def _load_weights(self) -> None:
+        c = self.config
+        if c.n_head % c.n_head_kv or c.head_dim % 2:
+            raise ModelFileError(self.path, f"{c.n_head} query heads cannot share {c.n_head_kv} KV heads")
+        self.token_embd = self._matrix("token_embd.weight", c.n_vocab, c.n_embd)
+        self.blocks = [
+            Block(
+                attn_norm=self._vector(f"blk.{i}.attn_norm.weight", c.n_embd),
+                wq=self._matrix(f"blk.{i}.attn_q.weight", c.n_q, c.n_embd),
+                wk=self._matrix(f"blk.{i}.attn_k.weight", c.n_kv, c.n_embd),
+                wv=self._matrix(f"blk.{i}.attn_v.weight", c.n_kv, c.n_embd),
+                q_norm=self._vector(f"blk.{i}.attn_q_norm.weight", c.head_dim),
+                k_norm=self._vector(f"blk.{i}.attn_k_norm.weight", c.head_dim),
+                wo=self._matrix(f"blk.{i}.attn_output.weight", c.n_embd, c.n_q),
+                ffn_norm=self._vector(f"blk.{i}.ffn_norm.weight", c.n_embd),
+                w_gate=self._matrix(f"blk.{i}.ffn_gate.weight", c.n_ff, c.n_embd),
+                w_up=self._matrix(f"blk.{i}.ffn_up.weight", c.n_ff, c.n_embd),
+                w_down=self._matrix(f"blk.{i}.ffn_down.weight", c.n_embd, c.n_ff),
+            )
+            for i in range(c.n_layers)
+        ]
+        self.output_norm = self._vector("output_norm.weight", c.n_embd)
+        self.lm_head = self.token_embd if c.tied_embeddings else self._matrix("output.weight", c.n_vocab, c.n_embd)
+
+    # ---- forward --------------------------------------------------------------------------
+
+    def new_cache(self, n_ctx: int) -> KVCache:
+        return KVCache(self.config, n_ctx)
+
+    def forward(
+        self, tokens: Sequence[int], cache: KVCache, start_pos: int, all_logits: bool = False
+    ) -> np.ndarray:
+        """Run tokens at positions start_pos.. and store their keys/values in the cache.
+
+        Returns the last token's logits [n_vocab], or every token's [T, n_vocab] if all_logits.
+        """
+        numba.set_num_threads(self.threads)  # per calling thread in Numba
+        ids = np.asarray(tokens, dtype=np.int64)
+        if start_pos + len(ids) > cache.n_ctx:
+            raise ValueError(f"positions up to {start_pos + len(ids)} do not fit a context of {cache.n_ctx}")
+        x = self.token_embd.rows_as_float(ids)
+        for layer, block in enumerate(self.blocks):
+            x += self._attention(block, layer, x, cache, start_pos)
+            x += self._feed_forward(block, x)
+        hidden = x if all_logits else x[-1:]
+        normed = np.empty_like(hidden)
+        kernels.rmsnorm_rows(hidden, self.output_norm, self.config.rms_eps, normed)
+        logits = self.lm_head.matmul(normed)
+        return logits if all_logits else logits[0]
+
+    def _attention(self, b: Block, layer: int, x: np.ndarray, cache: KVCache, start_pos: int) -> np.ndarray:
+        c, n = self.config, len(x)
+        h = np.empty_like(x)
+        kernels.rmsnorm_rows(x, b.attn_norm, c.rms_eps, h)
+        q, k, v = project(h, b.wq, b.wk, b.wv)
+        q = q.reshape(n, c.n_head, c.head_dim)
+        k = k.reshape(n, c.n_head_kv, c.head_dim)
+        kernels.rmsnorm_rows(q.reshape(-1, c.head_dim), b.q_norm, c.rms_eps, q.reshape(-1, c.head_dim))
+        kernels.rmsnorm_rows(k.reshape(-1, c.head_dim), b.k_norm, c.rms_eps, k.reshape(-1, c.head_dim))
+        kernels.rope_neox(q, start_pos, self.rope_cos, self.rope_sin)
+        kernels.rope_neox(k, start_pos, self.rope_cos, self.rope_sin)
+        end = start_pos + n
+        cache.k[layer, :, start_pos:end] = k.transpose(1, 0, 2)
+        cache.v[layer, :, start_pos:end] = v.reshape(n, c.n_head_kv, c.head_dim).transpose(1, 0, 2)
+        out = np.empty_like(q)
+        kernels.attention(q, cache.k[layer], cache.v[layer], start_pos, out)
+        return b.wo.matmul(out.reshape(n, c.n_q))
+
+    def _feed_forward(self, b: Block, x: np.ndarray) -> np.ndarray:
+        h = np.empty_like(x)
+        kernels.rmsnorm_rows(x, b.ffn_norm, self.config.rms_eps, h)
+        gate, up = project(h, b.w_gate, b.w_up)
+        kernels.silu_mul(gate, up)
+        return b.w_down.matmul(gate)
+
+    # ---- conveniences ---------------------------------------------------------------------
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits [len(ids), n_vocab] from a fresh context (tests, comparisons)."""
+        return self.forward(ids, self.new_cache(len(ids)), 0, all_logits=True)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def default_params(self) -> SamplingParams:
+        return params_from_metadata(self.file.metadata)

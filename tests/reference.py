@@ -1,0 +1,87 @@
+"""An independent float64 NumPy forward pass of Qwen3, the yardstick for the Numba engine.
+
+Written straight from the model's definition (and llama.cpp's YaRN), sharing no code with engine/
+except the GGUF reader: Q1_0 unpacked with np.unpackbits, plain matmuls, full causal attention.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.gguf_file import GGML_Q1_0, GGUFFile
+
+
+def dequantize(gguf: GGUFFile, name: str) -> np.ndarray:
+    info = gguf.tensors[name]
+    raw = gguf.tensor(name)
+    if info.ggml_type != GGML_Q1_0:
+        return np.asarray(raw, dtype=np.float64)
+    rows, cols = info.shape if len(info.shape) == 2 else (1, info.shape[0])
+    blocks = raw.reshape(rows, cols // 128, 18)
+    d = blocks[:, :, :2].copy().view("<f2").astype(np.float64)  # [rows, nb, 1]
+    bits = np.unpackbits(blocks[:, :, 2:], axis=2, bitorder="little").astype(np.float64)
+    return ((2.0 * bits - 1.0) * d).reshape(rows, cols)
+
+
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def yarn_angles(meta: dict, head_dim: int, positions: np.ndarray) -> tuple[np.ndarray, float]:
+    base = float(meta["qwen3.rope.freq_base"])
+    inv = base ** (-np.arange(0, head_dim, 2) / head_dim)
+    mscale = 1.0
+    if meta.get("qwen3.rope.scaling.type") == "yarn":
+        factor = float(meta["qwen3.rope.scaling.factor"])
+        orig = float(meta["qwen3.rope.scaling.original_context_length"])
+        dim = lambda beta: head_dim * math.log(orig / (beta * 2 * math.pi)) / (2 * math.log(base))  # noqa: E731
+        low, high = max(0, math.floor(dim(32.0))), min(head_dim - 1, math.ceil(dim(1.0)))
+        i = np.arange(head_dim // 2)
+        keep_original = 1 - np.clip((i - low) / max(0.001, high - low), 0, 1)
+        inv = inv / factor * (1 - keep_original) + inv * keep_original
+        mscale = 1 + 0.1 * math.log(factor)
+    return positions[:, None] * inv[None, :], mscale
+
+
+def rope(x: np.ndarray, angles: np.ndarray, mscale: float) -> np.ndarray:
+    """x [T, heads, head_dim]; NEOX: dim i pairs with dim i + head_dim/2."""
+    half = x.shape[-1] // 2
+    cos, sin = (np.cos(angles) * mscale)[:, None, :], (np.sin(angles) * mscale)[:, None, :]
+    a, b = x[..., :half], x[..., half:]
+    return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
+
+
+def forward(path: str, ids: list[int]) -> np.ndarray:
+    """Logits [len(ids), n_vocab] in float64."""
+    g = GGUFFile(path)
+    meta = g.metadata
+    n_head, n_kv = meta["qwen3.attention.head_count"], meta["qwen3.attention.head_count_kv"]
+    head_dim = meta["qwen3.attention.key_length"]
+    eps = meta["qwen3.attention.layer_norm_rms_epsilon"]
+    W = lambda name: dequantize(g, name)  # noqa: E731
+    T = len(ids)
+    x = W("token_embd.weight")[ids]
+    angles, mscale = yarn_angles(meta, head_dim, np.arange(T, dtype=np.float64))
+    mask = np.triu(np.full((T, T), -np.inf), k=1)
+    for i in range(meta["qwen3.block_count"]):
+        p = f"blk.{i}."
+        h = rms_norm(x, W(p + "attn_norm.weight"), eps)
+        q = (h @ W(p + "attn_q.weight").T).reshape(T, n_head, head_dim)
+        k = (h @ W(p + "attn_k.weight").T).reshape(T, n_kv, head_dim)
+        v = (h @ W(p + "attn_v.weight").T).reshape(T, n_kv, head_dim)
+        q = rope(rms_norm(q, W(p + "attn_q_norm.weight"), eps), angles, mscale)
+        k = rope(rms_norm(k, W(p + "attn_k_norm.weight"), eps), angles, mscale)
+        k, v = np.repeat(k, n_head // n_kv, axis=1), np.repeat(v, n_head // n_kv, axis=1)
+        scores = np.einsum("thd,shd->hts", q, k) / math.sqrt(head_dim) + mask
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        attn = np.einsum("hts,shd->thd", probs, v).reshape(T, n_head * head_dim)
+        x = x + attn @ W(p + "attn_output.weight").T
+        m = rms_norm(x, W(p + "ffn_norm.weight"), eps)
+        gate, up = m @ W(p + "ffn_gate.weight").T, m @ W(p + "ffn_up.weight").T
+        x = x + (gate / (1 + np.exp(-gate)) * up) @ W(p + "ffn_down.weight").T
+    x = rms_norm(x, W("output_norm.weight"), eps)
+    head = "output.weight" if "output.weight" in g.tensors else "token_embd.weight"
+    return x @ W(head).T

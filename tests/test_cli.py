@@ -1,0 +1,61 @@
+"""`bonsai-tui generate` and `bonsai-tui synth` from the command line (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import engine
+from engine.sampling import SamplingParams
+from engine.session import ChatSession
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bonsai_tui.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_generate_json_matches_the_engine_api(tiny_model_path: Path, tiny_model: engine.Model) -> None:
+    result = cli("generate", "--model", str(tiny_model_path), "--prompt", "hello", "--system", "be brief",
+                 "--max-tokens", "6", "--temperature", "0", "--json", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
+    done = list(ChatSession(tiny_model, params=SamplingParams(temperature=0)).chat(messages, 6))[-1]
+    assert out["prompt_tokens"] == done.prompt_ids and out["tokens"] == done.token_ids
+    assert out["text"] == done.text and out["stop_reason"] == "max_tokens"
+    assert out["stats"]["generated_tokens"] == 6 and out["stats"]["prompt_tokens"] == len(done.prompt_ids)
+    assert {"prefill_tok_s", "decode_tok_s", "ttft_s"} <= set(out["stats"])
+
+
+def test_generate_raw_streams_text_and_reports_speed(tiny_model_path: Path, tiny_model: engine.Model) -> None:
+    result = cli("generate", "--model", str(tiny_model_path), "--prompt", "hello", "--raw",
+                 "--max-tokens", "4", "--temperature", "0")
+    assert result.returncode == 0, result.stderr
+    done = list(ChatSession(tiny_model, params=SamplingParams(temperature=0)).generate(tiny_model.tokenize("hello"), 4))[-1]
+    assert result.stdout == done.text + "\n"
+    assert "[max_tokens: 4 tokens, prefill" in result.stderr and "tok/s" in result.stderr
+
+
+def test_invalid_sampling_value_is_one_line(tiny_model_path: Path) -> None:
+    result = cli("generate", "--model", str(tiny_model_path), "--prompt", "x", "--top-p", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "bonsai-tui generate: top_p must be in (0, 1] (got 0.0)"
+
+
+def test_synth_writes_a_loadable_model(tmp_path: Path) -> None:
+    out = tmp_path / "s.gguf"
+    result = cli("synth", str(out), "--preset", "tiny", "--seed", "3")
+    assert result.returncode == 0 and f"wrote {out}" in result.stdout
+    model = engine.load(out)
+    assert model.config.architecture == "qwen3" and model.tokenizer.eos_id == model.tokenizer.token_id("<|im_end|>")
+
+
+def test_synth_can_pad_to_an_exact_size(tmp_path: Path) -> None:
+    from engine.synth import write_model
+
+    path = write_model(tmp_path / "p.gguf", "tiny", target_bytes=400_000)
+    assert path.stat().st_size == 400_000 and engine.load(path).config.n_layers == 2
