@@ -19,6 +19,7 @@ from engine.errors import EngineError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "generate a reply non-interactively (scripting, testing)"),
     "synth": ("synth", "write a random-weight GGUF in Bonsai's layout (tests, benchmarks)"),
+    "bench": ("bench", "measure prompt and generation speed, first-token time, memory"),
 }
 CHAT_COMMAND = "chat"
 

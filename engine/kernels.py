@@ -21,18 +21,17 @@ Q1_BLOCK_BYTES = 18  # 2 bytes scale + 16 bytes bits
 Q1_BITS_BYTES = 16
 
 
+# fp16 exponent field -> its power of two (field 0: subnormals, 2^-24 per mantissa unit)
+FP16_POW2 = np.array([2.0**-24] + [2.0 ** (e - 25) for e in range(1, 32)], dtype=np.float32)
+
+
 @njit(cache=True, inline="always")
-def fp16_to_float(lo: np.uint8, hi: np.uint8) -> float:
-    """IEEE half from its two little-endian bytes (Numba has no float16 arithmetic)."""
+def fp16_to_float(lo: np.uint8, hi: np.uint8) -> np.float32:
+    """IEEE half from its two little-endian bytes (Numba has no float16 arithmetic; no inf/nan here)."""
     h = np.int32(lo) | (np.int32(hi) << 8)
     exponent = (h >> 10) & 0x1F
-    mantissa = h & 0x3FF
-    if exponent == 0:
-        value = math.ldexp(float(mantissa), -24)
-    elif exponent == 31:
-        value = math.inf if mantissa == 0 else math.nan
-    else:
-        value = math.ldexp(float(mantissa | 0x400), exponent - 25)
+    mantissa = (h & 0x3FF) | (np.int32(exponent != 0) << 10)  # implicit leading 1 for normals
+    value = np.float32(mantissa) * FP16_POW2[exponent]
     return -value if h & 0x8000 else value
 
 
@@ -57,26 +56,44 @@ def build_sign_lut(x: np.ndarray, lut: np.ndarray) -> None:
             lut[g, b] = lut[g, b ^ low] + 2.0 * x[base + j]
 
 
+@njit(cache=True, inline="always")
+def q1_block_dot(w: np.ndarray, r: int, blk: int, lut: np.ndarray) -> np.float32:
+    """One block of row r times the activations whose sign table is lut (flattened [groups*256])."""
+    at = blk * Q1_BLOCK_BYTES + 2
+    base = blk * Q1_BITS_BYTES * 256
+    # four partial sums: float adds are a latency chain, one sum would stall on each
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    for k in range(0, Q1_BITS_BYTES, 4):
+        s0 += lut[base + k * 256 + w[r, at + k]]
+        s1 += lut[base + (k + 1) * 256 + w[r, at + k + 1]]
+        s2 += lut[base + (k + 2) * 256 + w[r, at + k + 2]]
+        s3 += lut[base + (k + 3) * 256 + w[r, at + k + 3]]
+    return fp16_to_float(w[r, at - 2], w[r, at - 1]) * ((s0 + s1) + (s2 + s3))
+
+
 @njit(cache=True, parallel=True)
 def q1_gemv_lut(w: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
-    """out[r] = dot(row r of the Q1_0 matrix w, x), with lut = build_sign_lut(x)."""
+    """out[r] = dot(row r of the Q1_0 matrix w, x), with lut = build_sign_lut(x) flattened.
+
+    Two rows per step: each table entry fetched for one row is usually still in L1 for the other.
+    """
     rows = w.shape[0]
     n_blocks = w.shape[1] // Q1_BLOCK_BYTES
-    for r in prange(rows):
-        row = w[r]
-        acc = 0.0
+    for pair in prange((rows + 1) // 2):
+        r = 2 * pair
+        second = r + 1 < rows
+        acc0 = np.float32(0.0)
+        acc1 = np.float32(0.0)
         for blk in range(n_blocks):
-            at = blk * Q1_BLOCK_BYTES
-            g = blk * Q1_BITS_BYTES
-            bits = at + 2
-            # two partial sums halve the add dependency chain
-            s0 = np.float32(0.0)
-            s1 = np.float32(0.0)
-            for k in range(0, Q1_BITS_BYTES, 2):
-                s0 += lut[g + k, row[bits + k]]
-                s1 += lut[g + k + 1, row[bits + k + 1]]
-            acc += fp16_to_float(row[at], row[at + 1]) * (s0 + s1)
-        out[r] = acc
+            acc0 += q1_block_dot(w, r, blk, lut)
+            if second:
+                acc1 += q1_block_dot(w, r + 1, blk, lut)
+        out[r] = acc0
+        if second:
+            out[r + 1] = acc1
 
 
 @njit(cache=True, parallel=True)
@@ -87,7 +104,7 @@ def q1_dequantize(w: np.ndarray, row_start: int, row_stop: int, out: np.ndarray)
         row = w[row_start + i]
         for blk in range(n_blocks):
             at = blk * Q1_BLOCK_BYTES
-            d = np.float32(fp16_to_float(row[at], row[at + 1]))
+            d = fp16_to_float(row[at], row[at + 1])
             for k in range(Q1_BITS_BYTES):
                 byte = row[at + 2 + k]
                 col = blk * Q1_BLOCK + 8 * k
@@ -188,11 +205,11 @@ def attention(
 ) -> None:
     """Causal grouped-query attention of q[t, head] over the cache, for queries at start_pos + t.
 
-    k_cache, v_cache: [n_head_kv, n_ctx, head_dim], already holding positions < start_pos + T.
+    k_cache, v_cache: [n_ctx, n_head_kv, head_dim], already holding positions < start_pos + T.
     Query head h reads KV head h // (n_head / n_head_kv).
     """
     n_tokens, n_head, head_dim = q.shape
-    group = n_head // k_cache.shape[0]
+    group = n_head // k_cache.shape[1]
     scale = 1.0 / math.sqrt(head_dim)
     for job in prange(n_tokens * n_head):
         t = job // n_head
@@ -204,7 +221,7 @@ def attention(
         for p in range(n_keys):
             s = np.float32(0.0)
             for i in range(head_dim):
-                s += q[t, h, i] * k_cache[kv, p, i]
+                s += q[t, h, i] * k_cache[p, kv, i]
             s *= scale
             scores[p] = s
             best = max(best, s)
@@ -218,4 +235,4 @@ def attention(
         for p in range(n_keys):
             weight = scores[p] / total
             for i in range(head_dim):
-                out[t, h, i] += weight * v_cache[kv, p, i]
+                out[t, h, i] += weight * v_cache[p, kv, i]

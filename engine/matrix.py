@@ -32,7 +32,7 @@ class Q1Matrix:
         """Product with the vector whose sign table is `lut` (share one table across matrices)."""
         if out is None:
             out = np.empty(self.rows, dtype=np.float32)
-        kernels.q1_gemv_lut(self.data, lut, out)
+        kernels.q1_gemv_lut(self.data, lut.reshape(-1), out)
         return out
 
     def matmul(self, x: np.ndarray) -> np.ndarray:

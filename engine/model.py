@@ -43,13 +43,14 @@ class Block:
 
 
 class KVCache:
-    """Keys and values per layer: [n_layers, n_head_kv, n_ctx, head_dim] float32.
+    """Keys and values per layer: [n_layers, n_ctx, n_head_kv, head_dim] float32.
 
-    np.zeros maps untouched pages lazily, so memory grows with the tokens actually cached.
+    Position-major, and np.zeros maps untouched pages lazily, so memory grows with the tokens
+    actually cached (head-major slices would each fault in a whole transparent huge page).
     """
 
     def __init__(self, config: ModelConfig, n_ctx: int) -> None:
-        shape = (config.n_layers, config.n_head_kv, n_ctx, config.head_dim)
+        shape = (config.n_layers, n_ctx, config.n_head_kv, config.head_dim)
         self.k = np.zeros(shape, dtype=np.float32)
         self.v = np.zeros(shape, dtype=np.float32)
         self.n_ctx = n_ctx
@@ -153,8 +154,8 @@ class Model:
         kernels.rope_neox(q, start_pos, self.rope_cos, self.rope_sin)
         kernels.rope_neox(k, start_pos, self.rope_cos, self.rope_sin)
         end = start_pos + n
-        cache.k[layer, :, start_pos:end] = k.transpose(1, 0, 2)
-        cache.v[layer, :, start_pos:end] = v.reshape(n, c.n_head_kv, c.head_dim).transpose(1, 0, 2)
+        cache.k[layer, start_pos:end] = k
+        cache.v[layer, start_pos:end] = v.reshape(n, c.n_head_kv, c.head_dim)
         out = np.empty_like(q)
         kernels.attention(q, cache.k[layer], cache.v[layer], start_pos, out)
         return b.wo.matmul(out.reshape(n, c.n_q))

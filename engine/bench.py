@@ -1,0 +1,132 @@
+"""Speed measurement in the manner of llama-bench: prompt processing (pp) and token generation (tg)
+timed apart, warm-up excluded, plus time to first token, load time, peak memory and the machine's
+memory-read bandwidth (the ceiling for decode, which streams every weight once per token)."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from engine.model import Model
+from engine.sampling import SamplingParams
+from engine.session import ChatSession
+
+TTFT_PROMPT = "Write a short poem about a bonsai tree growing on a rock by the sea, please, in four lines."
+
+
+@dataclass
+class BenchResult:
+    model: str
+    model_bytes: int
+    threads: int
+    pp_tokens: int
+    tg_tokens: int
+    pp_tok_s: float
+    pp_tok_s_std: float
+    tg_tok_s: float
+    tg_tok_s_std: float
+    load_s: float
+    ttft_s: float
+    ttft_prompt_tokens: int
+    peak_rss_mb: float
+    kv_cache_mb: float
+    bandwidth_gb_s: float
+    decode_ceiling_tok_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@njit(cache=True, parallel=True)
+def _read_all(data: np.ndarray) -> int:
+    total = 0
+    for i in prange(data.shape[0]):
+        total += data[i]
+    return total
+
+
+def read_bandwidth_gb_s(threads: int, megabytes: int = 512, repeats: int = 5) -> float:
+    """Best-of-n parallel read rate over a buffer much larger than the caches."""
+    numba.set_num_threads(threads)
+    data = np.ones(megabytes * (1 << 20) // 8, dtype=np.uint64)
+    _read_all(data)
+    best = min(_timed(lambda: _read_all(data)) for _ in range(repeats))
+    return data.nbytes / best / 1e9
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _rates(tokens: int, seconds: list[float]) -> tuple[float, float]:
+    rates = [tokens / s for s in seconds]
+    return statistics.mean(rates), statistics.stdev(rates) if len(rates) > 1 else 0.0
+
+
+def prompt_processing(model: Model, n_tokens: int, n_ctx: int, runs: int) -> list[float]:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, model.config.n_vocab - 1000, size=n_tokens).tolist()
+    cache = model.new_cache(n_ctx)
+    model.forward(ids[:16], cache, 0)  # warm-up
+    return [_timed(lambda: model.forward(ids, cache, 0)) for _ in range(runs)]
+
+
+def token_generation(model: Model, n_tokens: int, n_ctx: int, runs: int) -> list[float]:
+    cache = model.new_cache(n_ctx)
+    model.forward([0], cache, 0)  # warm-up
+
+    def generate() -> None:
+        token = 1000
+        for pos in range(n_tokens):
+            token = int(np.argmax(model.forward([token], cache, pos)))
+
+    return [_timed(generate) for _ in range(runs)]
+
+
+def time_to_first_token(model: Model, n_ctx: int) -> tuple[float, int]:
+    session = ChatSession(model, n_ctx=n_ctx, params=SamplingParams(temperature=0.0))
+    done = list(session.chat([{"role": "user", "content": TTFT_PROMPT}], max_tokens=1))[-1]
+    return done.stats.ttft_s, done.stats.prompt_tokens
+
+
+def load_seconds(path: str, threads: int) -> float:
+    """Open the model and run one token: the time a user waits before the model is ready."""
+    start = time.perf_counter()
+    model = Model(path, threads)
+    model.forward([0], model.new_cache(8), 0)
+    return time.perf_counter() - start
+
+
+def run_bench(
+    path: str, pp: int = 512, tg: int = 128, threads: int = 2, runs: int = 3, n_ctx: int = 4096,
+    progress: Callable[[str], None] = lambda _: None,
+) -> BenchResult:
+    load_s = load_seconds(path, threads)
+    model = Model(path, threads)
+    progress(f"loaded in {load_s:.2f} s; pp{pp} x{runs}")
+    pp_mean, pp_std = _rates(pp, prompt_processing(model, pp, n_ctx, runs))
+    progress(f"pp{pp}: {pp_mean:.1f} tok/s; tg{tg} x{runs}")
+    tg_mean, tg_std = _rates(tg, token_generation(model, tg, n_ctx, runs))
+    progress(f"tg{tg}: {tg_mean:.1f} tok/s; time to first token")
+    ttft, ttft_tokens = time_to_first_token(model, n_ctx)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the probe's buffer
+    progress("memory bandwidth")
+    bandwidth = read_bandwidth_gb_s(threads)
+    kv_mb = 2 * model.config.n_layers * model.config.n_kv * n_ctx * 4 / 2**20
+    size = model.file.file_size
+    return BenchResult(
+        model=model.config.name, model_bytes=size, threads=threads, pp_tokens=pp, tg_tokens=tg,
+        pp_tok_s=pp_mean, pp_tok_s_std=pp_std, tg_tok_s=tg_mean, tg_tok_s_std=tg_std,
+        load_s=load_s, ttft_s=ttft, ttft_prompt_tokens=ttft_tokens,
+        peak_rss_mb=peak_rss_mb, kv_cache_mb=kv_mb,
+        bandwidth_gb_s=bandwidth, decode_ceiling_tok_s=bandwidth * 1e9 / size,
+    )
