@@ -96,20 +96,21 @@ def q1_gemv_lut(w: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
             out[r + 1] = acc1
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def q1_dequantize(w: np.ndarray, row_start: int, row_stop: int, out: np.ndarray) -> None:
-    """Rows [row_start, row_stop) of a Q1_0 matrix as float32 into out[0 : row_stop-row_start]."""
+    """Rows [row_start, row_stop) of a Q1_0 matrix as float32 into out[0 : row_stop-row_start].
+
+    Single-threaded and GIL-free: prefill runs one of these per worker thread, each on its own tile.
+    """
     n_blocks = w.shape[1] // Q1_BLOCK_BYTES
-    for i in prange(row_stop - row_start):
+    for i in range(row_stop - row_start):
         row = w[row_start + i]
         for blk in range(n_blocks):
             at = blk * Q1_BLOCK_BYTES
             d = fp16_to_float(row[at], row[at + 1])
-            for k in range(Q1_BITS_BYTES):
-                byte = row[at + 2 + k]
-                col = blk * Q1_BLOCK + 8 * k
-                for j in range(8):
-                    out[i, col + j] = d if (byte >> j) & 1 else -d
+            for j in range(Q1_BLOCK):
+                bit = (row[at + 2 + (j >> 3)] >> (j & 7)) & 1
+                out[i, blk * Q1_BLOCK + j] = d * np.float32(2 * np.int32(bit) - 1)
 
 
 @njit(cache=True)
@@ -199,7 +200,7 @@ def rope_neox(x: np.ndarray, start_pos: int, cos: np.ndarray, sin: np.ndarray) -
 # ---- attention ----------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def attention(
     q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, start_pos: int, out: np.ndarray
 ) -> None:

@@ -2,10 +2,15 @@
 
 Q1_0 matrices stay as their mapped 1-bit bytes. One row of x (decode) goes through the lookup-table
 GEMV kernel; a batch (prefill) is compute-bound, so tiles of rows are unpacked to float32 and handed
-to numpy's BLAS matmul, never the whole matrix at once.
+to numpy's BLAS matmul, never the whole matrix at once. Prefill tiles are spread over a pool of
+threads, each unpacking and multiplying its own tile with a single-threaded BLAS: BLAS's own
+threads busy-wait between calls and would steal the cores from the unpacking.
 """
 
 from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -15,13 +20,26 @@ GEMV_MAX_ROWS = 4  # below this many input rows, per-row GEMV beats unpack + mat
 DEQUANT_TILE_BYTES = 8 << 20  # float32 rows unpacked per matmul call
 
 
+_scratch = threading.local()
+
+
+def tile_buffer(n_floats: int) -> np.ndarray:
+    """A float32 buffer reused across calls on this thread: a fresh 8 MB array per matmul would
+    page-fault its way through gigabytes of new memory during one prefill."""
+    buffer = getattr(_scratch, "tile", None)
+    if buffer is None or buffer.size < n_floats:
+        buffer = _scratch.tile = np.empty(n_floats, dtype=np.float32)
+    return buffer[:n_floats]
+
+
 class Q1Matrix:
     """A [rows, cols] Q1_0 matrix backed by the file's bytes (uint8 [rows, cols/128*18])."""
 
-    def __init__(self, data: np.ndarray, cols: int) -> None:
+    def __init__(self, data: np.ndarray, cols: int, pool: ThreadPoolExecutor) -> None:
         self.data = data
         self.rows, self.cols = data.shape[0], cols
         self.tile_rows = max(1, DEQUANT_TILE_BYTES // (4 * cols))
+        self.pool = pool
 
     def sign_lut(self, x: np.ndarray) -> np.ndarray:
         lut = np.empty((self.cols // 8, 256), dtype=np.float32)
@@ -40,12 +58,14 @@ class Q1Matrix:
         if x.shape[0] <= GEMV_MAX_ROWS:
             return np.stack([self.matvec_lut(self.sign_lut(row)) for row in x])
         out = np.empty((x.shape[0], self.rows), dtype=np.float32)
-        tile = np.empty((min(self.tile_rows, self.rows), self.cols), dtype=np.float32)
-        for start in range(0, self.rows, self.tile_rows):
-            stop = min(start + self.tile_rows, self.rows)
-            kernels.q1_dequantize(self.data, start, stop, tile)
-            np.matmul(x, tile[: stop - start].T, out=out[:, start:stop])
+        tiles = [(start, min(start + self.tile_rows, self.rows)) for start in range(0, self.rows, self.tile_rows)]
+        list(self.pool.map(lambda tile: self._tile_product(x, *tile, out), tiles))  # re-raises errors
         return out
+
+    def _tile_product(self, x: np.ndarray, start: int, stop: int, out: np.ndarray) -> None:
+        tile = tile_buffer((stop - start) * self.cols).reshape(-1, self.cols)
+        kernels.q1_dequantize(self.data, start, stop, tile)
+        np.matmul(x, tile.T, out=out[:, start:stop])
 
     def rows_as_float(self, ids: np.ndarray) -> np.ndarray:
         out = np.empty((len(ids), self.cols), dtype=np.float32)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from engine import kernels
 from engine.chat_template import ChatTemplate
@@ -65,6 +67,8 @@ class Model:
         self.tokenizer = BonsaiTokenizer(meta, self.path)
         self.template = ChatTemplate(meta.get("tokenizer.chat_template"))
         self.threads = threads or os.cpu_count() or 1
+        threadpool_limits(1, user_api="blas")  # prefill runs one BLAS call per pool thread
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="prefill")
         self._load_weights()
         cfg = self.config
         frequencies = kernels.rope_frequencies(
@@ -78,7 +82,7 @@ class Model:
     def _matrix(self, name: str, rows: int, cols: int) -> Matrix:
         info = self._info(name, (rows, cols))
         data = self.file.tensor(name)
-        return Q1Matrix(data, cols) if info.ggml_type == GGML_Q1_0 else DenseMatrix(data)
+        return Q1Matrix(data, cols, self.pool) if info.ggml_type == GGML_Q1_0 else DenseMatrix(data)
 
     def _vector(self, name: str, size: int) -> np.ndarray:
         self._info(name, (size,))
@@ -157,8 +161,29 @@ class Model:
         cache.k[layer, start_pos:end] = k
         cache.v[layer, start_pos:end] = v.reshape(n, c.n_head_kv, c.head_dim)
         out = np.empty_like(q)
-        kernels.attention(q, cache.k[layer], cache.v[layer], start_pos, out)
+        if n == 1:
+            kernels.attention(q, cache.k[layer], cache.v[layer], start_pos, out)
+        else:
+            keys, values = cache.k[layer, :end], cache.v[layer, :end]
+            list(self.pool.map(lambda kv: self._attend_batch(q, keys, values, kv, start_pos, out), range(c.n_head_kv)))
         return b.wo.matmul(out.reshape(n, c.n_q))
+
+    def _attend_batch(
+        self, q: np.ndarray, keys: np.ndarray, values: np.ndarray, kv: int, start_pos: int, out: np.ndarray
+    ) -> None:
+        """Prefill attention for the query heads sharing KV head `kv`, as two BLAS matmuls.
+
+        Same maths as kernels.attention (which serves decode): causal softmax(q·kᵀ/√d)·v.
+        """
+        n, group = len(q), self.config.n_head // self.config.n_head_kv
+        heads = slice(kv * group, (kv + 1) * group)
+        queries = q[:, heads].transpose(1, 0, 2)  # [group, n, head_dim]
+        scores = queries @ keys[:, kv].T / np.float32(np.sqrt(self.config.head_dim))  # [group, n, end]
+        future = np.arange(keys.shape[0])[None, :] > (start_pos + np.arange(n))[:, None]
+        scores[:, future] = -np.inf
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores /= scores.sum(axis=-1, keepdims=True)
+        out[:, heads] = (scores @ values[:, kv]).transpose(1, 0, 2)
 
     def _feed_forward(self, b: Block, x: np.ndarray) -> np.ndarray:
         h = np.empty_like(x)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -48,7 +50,7 @@ def test_lut_gemv_and_tiled_gemm_match_dense_float64() -> None:
     rng = np.random.default_rng(1)
     data = random_q1(rng, 300, 512, 0.05)
     dense = reference_dense(data, 512)
-    matrix = Q1Matrix(data, 512)
+    matrix = Q1Matrix(data, 512, ThreadPoolExecutor(2))
     x = rng.standard_normal((9, 512)).astype(np.float32)
     expected = x.astype(np.float64) @ dense.T
     np.testing.assert_allclose(matrix.matmul(x[:1]), expected[:1], atol=1e-4)  # GEMV path
