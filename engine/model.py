@@ -65,6 +65,8 @@ class Model:
         meta = self.file.metadata
         self.config = ModelConfig.from_metadata(meta, self.path, tied="output.weight" not in self.file.tensors)
         self.tokenizer = BonsaiTokenizer(meta, self.path)
+        for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type"):
+            meta[key] = f"<{len(meta[key])} entries, now in the tokenizer>"  # ~100 MB of Python strings
         self.template = ChatTemplate(meta.get("tokenizer.chat_template"))
         self.threads = threads or os.cpu_count() or 1
         threadpool_limits(1, user_api="blas")  # prefill runs one BLAS call per pool thread

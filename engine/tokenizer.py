@@ -54,12 +54,10 @@ class BonsaiTokenizer:
         tokens: list[str] = metadata["tokenizer.ggml.tokens"]
         types: Sequence[int] = metadata.get("tokenizer.ggml.token_type", [TOKEN_NORMAL] * len(tokens))
         merges = [tuple(m.split(" ", 1)) for m in metadata.get("tokenizer.ggml.merges", [])]
-        self.tokens = tokens
-        self._ids = {tok: i for i, tok in enumerate(tokens)}
         self.special_ids = {i for i, t in enumerate(types) if t in (TOKEN_CONTROL, TOKEN_USER_DEFINED)}
         self._tokenizer = self._build(tokens, merges, types)
         eos = metadata.get("tokenizer.ggml.eos_token_id")
-        stop = {self._ids[t] for t in STOP_TOKENS if t in self._ids}
+        stop = {i for i in map(self.token_id, STOP_TOKENS) if i is not None}
         self.stop_ids = frozenset(stop | ({int(eos)} if eos is not None else set()))
         self.eos_id = int(eos) if eos is not None else None
         decode = byte_decoder()
@@ -69,7 +67,7 @@ class BonsaiTokenizer:
         ]
 
     def _build(self, tokens: list[str], merges: list[tuple[str, ...]], types: Sequence[int]) -> Tokenizer:
-        bpe = models.BPE(vocab=self._ids, merges=merges, fuse_unk=False, byte_fallback=False)
+        bpe = models.BPE(vocab={tok: i for i, tok in enumerate(tokens)}, merges=merges, fuse_unk=False, byte_fallback=False)
         tokenizer = Tokenizer(bpe)
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
             [
@@ -87,7 +85,7 @@ class BonsaiTokenizer:
 
     @property
     def n_vocab(self) -> int:
-        return len(self.tokens)
+        return len(self._bytes)
 
     def encode(self, text: str) -> list[int]:
         """Ids for text; control tokens written in the text (e.g. <|im_start|>) become single ids."""
@@ -100,7 +98,7 @@ class BonsaiTokenizer:
         return self._bytes[token_id]
 
     def token_id(self, text: str) -> int | None:
-        return self._ids.get(text)
+        return self._tokenizer.token_to_id(text)
 
     def stream_decoder(self) -> "StreamDecoder":
         return StreamDecoder(self)
