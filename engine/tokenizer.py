@@ -55,6 +55,7 @@ class BonsaiTokenizer:
         types: Sequence[int] = metadata.get("tokenizer.ggml.token_type", [TOKEN_NORMAL] * len(tokens))
         merges = [tuple(m.split(" ", 1)) for m in metadata.get("tokenizer.ggml.merges", [])]
         self.special_ids = {i for i, t in enumerate(types) if t in (TOKEN_CONTROL, TOKEN_USER_DEFINED)}
+        self.control_ids = frozenset(i for i in self.special_ids if types[i] == TOKEN_CONTROL)
         self._tokenizer = self._build(tokens, merges, types)
         eos = metadata.get("tokenizer.ggml.eos_token_id")
         stop = {i for i in map(self.token_id, STOP_TOKENS) if i is not None}
@@ -106,13 +107,17 @@ class BonsaiTokenizer:
 
 class StreamDecoder:
     """Turns tokens into text one at a time without ever emitting half a UTF-8 character:
-    bytes of an incomplete character wait for the tokens that complete it."""
+    bytes of an incomplete character wait for the tokens that complete it. Control tokens
+    (<|im_start|>, <|vision_pad|>...) are not text and print nothing; <think> and </think> do."""
 
     def __init__(self, tokenizer: BonsaiTokenizer) -> None:
         self._bytes = tokenizer.token_bytes
+        self._control = tokenizer.control_ids
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, token_id: int) -> str:
+        if token_id in self._control:
+            return ""
         return self._utf8.decode(self._bytes(token_id))
 
     def flush(self) -> str:

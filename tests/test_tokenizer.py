@@ -56,3 +56,10 @@ def test_stream_decoder_never_splits_a_character(tiny_model) -> None:
     assert all("\ufffd" not in piece for piece in pieces)
     # the tree emoji is 4 bytes = 4 byte tokens in the tiny vocab: nothing shows until the last
     assert pieces[-5:-2] == ["", "", ""] and pieces[-2] == "🌳"
+
+
+def test_stream_decoder_hides_control_tokens_but_shows_think(tiny_model) -> None:
+    tok = tiny_model.tokenizer
+    ids = tok.encode("<think>a</think><|vision_pad|>b")
+    decoder = tok.stream_decoder()
+    assert "".join(decoder.push(i) for i in ids) == "<think>a</think>b"

@@ -1,0 +1,383 @@
+"""The chat app driven through Textual's Pilot on a tiny synthetic model (real engine, random weights)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+import engine.session
+from bonsai_tui.app import BonsaiApp, ChatOptions
+from bonsai_tui.cli import parse
+from bonsai_tui.commands import chat as chat_command
+from bonsai_tui.screens.chat import ChatScreen
+from bonsai_tui.screens.context_full import ContextFullScreen
+from bonsai_tui.screens.help import HelpScreen
+from bonsai_tui.screens.loading import LoadingScreen
+from bonsai_tui.widgets.chat_message import ChatMessage, split_thinking
+from bonsai_tui.widgets.params_panel import CUSTOM, ParamsPanel
+from engine.sampling import PRESETS, SamplingParams
+from engine.session import StopReason
+
+GREEDY = SamplingParams(temperature=0.0, seed=0)
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BONSAI_TUI_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def sampled(monkeypatch: pytest.MonkeyPatch) -> list[SamplingParams]:
+    """The parameters the engine sampled each token with (wraps the real sampler)."""
+    seen: list[SamplingParams] = []
+    real_sample = engine.session.sample
+
+    def recording_sample(logits, recent, params, rng):
+        seen.append(params)
+        return real_sample(logits, recent, params, rng)
+
+    monkeypatch.setattr(engine.session, "sample", recording_sample)
+    return seen
+
+
+def make_app(model_path: Path, max_tokens: int = 12, n_ctx: int = 0, params: SamplingParams = GREEDY) -> BonsaiApp:
+    options = ChatOptions(model_path, threads=1, n_ctx=n_ctx, max_tokens=max_tokens, choose_params=lambda _: params)
+    return BonsaiApp(options)
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool]) -> None:
+    """Let the app run until `condition` holds (bounded, so a hang fails instead of blocking)."""
+    for _ in range(3000):
+        if condition():
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the app never reached the expected state")
+
+
+async def open_chat(pilot: Pilot) -> ChatScreen:
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChatScreen))
+    screen = pilot.app.screen
+    assert isinstance(screen, ChatScreen)
+    await wait_for(pilot, lambda: bool(screen.query("#prompt")) and screen.prompt.has_focus)
+    return screen
+
+
+async def send(pilot: Pilot, screen: ChatScreen, text: str) -> ChatMessage:
+    """Type `text` and Enter, wait for the whole reply, return it."""
+    await pilot.press(*text, "enter")
+    await wait_for(pilot, lambda: screen._reply is not None or not screen.generator.busy)
+    await wait_for(pilot, lambda: not screen.generator.busy)
+    reply = screen.chat_messages[-1]
+    assert reply.role == "assistant"
+    return reply
+
+
+async def type_into(pilot: Pilot, screen: ChatScreen, field: str, text: str) -> None:
+    screen.query_one(f"#{field}", Input).focus()
+    await pilot.press("home", "ctrl+k", *text)
+    await pilot.pause()
+
+
+def panel(screen: ChatScreen) -> ParamsPanel:
+    return screen.query_one("#params", ParamsPanel)
+
+
+# ---- conversation ---------------------------------------------------------------------------
+
+
+async def test_two_turns_reuse_the_kv_prefix(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        first = await send(pilot, screen, "hello")
+        second = await send(pilot, screen, "and again")
+        roles = [m.role for m in screen.chat_messages]
+        assert roles == ["user", "assistant", "user", "assistant"]
+        assert screen.chat_messages[2].content == "and again"
+        assert first.content and second.content
+        assert first.stats is not None and second.stats is not None
+        assert first.stats.generated_tokens == 12 and second.stats.generated_tokens == 12
+        assert first.stats.cached_tokens == 0
+        # the second prompt starts with the first turn; Qwen3's template renders a past reply
+        # without the empty <think></think> of the generation prompt, so reuse stops there
+        assert 0 < second.stats.cached_tokens < first.stats.prompt_tokens < second.stats.prompt_tokens
+        assert "12 tokens" in str(second.query_one(".message-stats", Static).render())
+
+
+async def test_status_bar_shows_speed_after_a_reply(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(160, 30)) as pilot:
+        screen = await open_chat(pilot)
+        assert "tok/s" not in str(screen.status.render())
+        reply = await send(pilot, screen, "hi")
+        status = str(screen.status.render())
+        assert re.search(r"\d+\.\d tok/s · prefill \d+ tok/s · TTFT \d\.\d\d s", status), status
+        used = reply.stats.prompt_tokens + reply.stats.generated_tokens
+        assert f"ctx {used}/4096" in status
+        assert "1 threads" in status
+
+
+async def test_stop_keeps_the_partial_reply(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path, max_tokens=4000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        await pilot.press(*"write a lot", "enter")
+        await wait_for(pilot, lambda: screen._reply is not None and len(screen._reply.content) > 0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.generator.busy)
+        reply = screen.chat_messages[-1]
+        assert reply.stop_reason == StopReason.CANCELLED
+        assert reply.content  # the partial text stays
+        assert 0 < reply.stats.generated_tokens < 4000
+        assert reply.has_class("-stopped")
+        assert "stopped" in str(reply.query_one(".message-stats", Static).render())
+
+
+async def test_sending_while_busy_is_refused_and_keeps_the_text(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path, max_tokens=1500)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        await pilot.press(*"first", "enter")
+        await wait_for(pilot, lambda: screen._reply is not None and len(screen._reply.content) > 0)
+        # (Pilot waits for the app to settle after each key, so type the second message at once)
+        screen.prompt.insert("second")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not screen.generator.busy)
+        assert screen.prompt.text == "second"
+        assert [m.content for m in screen.chat_messages if m.role == "user"] == ["first"]
+        assert screen.chat_messages[-1].stats.generated_tokens == 1500
+
+
+async def test_regenerate_replaces_the_last_reply_with_a_new_seed(tiny_model_path: Path, sampled: list[SamplingParams]) -> None:
+    app = make_app(tiny_model_path, params=SamplingParams(temperature=1.0, seed=7))
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, screen, "hello")
+        assert {p.seed for p in sampled} == {7}
+        sampled.clear()
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: screen._reply is not None or not screen.generator.busy)
+        await wait_for(pilot, lambda: not screen.generator.busy)
+        assert [m.role for m in screen.chat_messages] == ["user", "assistant"]
+        seeds = {p.seed for p in sampled}
+        assert len(seeds) == 1 and seeds != {7}
+        regenerated = screen.chat_messages[-1]
+        assert regenerated.stats.generated_tokens == 12
+        # same prompt again: all of it but the last token comes from the cache
+        assert regenerated.stats.cached_tokens == regenerated.stats.prompt_tokens - 1
+
+
+async def test_edit_an_earlier_message_replaces_the_later_turns(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, screen, "one")
+        await send(pilot, screen, "two")
+        screen.chat_messages[0].focus()
+        await pilot.press("e")
+        assert screen.prompt.text == "one"
+        assert screen.prompt.has_focus
+        await pilot.press("backspace", "backspace", "backspace", *"uno")
+        reply = await send(pilot, screen, "")
+        assert [(m.role, m.content) for m in screen.chat_messages][0] == ("user", "uno")
+        assert [m.role for m in screen.chat_messages] == ["user", "assistant"]
+        assert reply.stats.generated_tokens == 12
+
+
+async def test_up_in_an_empty_box_edits_the_last_message(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, screen, "first")
+        await pilot.press("up")
+        assert screen.prompt.text == "first"
+        assert screen.chat_messages[0].has_class("-editing")
+        await pilot.press("escape")
+        assert screen.prompt.text == ""
+        assert not screen.chat_messages[0].has_class("-editing")
+
+
+async def test_context_full_offers_to_drop_the_oldest_turns(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path, max_tokens=30, n_ctx=64)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, screen, "hello")
+        await pilot.press(*"tell me more", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ContextFullScreen))
+        await pilot.click("#drop")
+        await wait_for(pilot, lambda: app.screen is screen and len(screen.chat_messages) == 4)
+        await wait_for(pilot, lambda: not screen.generator.busy)
+        dropped = [m.has_class("-dropped") for m in screen.chat_messages]
+        assert dropped == [True, True, False, False]
+        assert screen.chat_messages[-1].stats.generated_tokens > 0
+
+
+# ---- sampling panel -------------------------------------------------------------------------
+
+
+async def test_panel_changes_apply_to_the_next_generation(tiny_model_path: Path, sampled: list[SamplingParams]) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_chat(pilot)
+        assert panel(screen).display  # wide enough: open by default
+        await type_into(pilot, screen, "temperature", "0.9")
+        await type_into(pilot, screen, "top_k", "7")
+        assert panel(screen).settings.preset == CUSTOM
+        screen.prompt.focus()
+        await send(pilot, screen, "hi")
+        assert sampled and all(p.temperature == 0.9 and p.top_k == 7 for p in sampled)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+async def test_presets_set_all_four_values(tiny_model_path: Path, name: str) -> None:
+    app = make_app(tiny_model_path, params=SamplingParams(temperature=0.3, top_k=3, top_p=0.3, min_p=0.3, seed=5))
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_chat(pilot)
+        await pilot.click(f"#preset-{name.lower().replace(' ', '-')}")
+        preset = PRESETS[name]
+        shown = {f: screen.query_one(f"#{f}", Input).value for f in ("temperature", "top_k", "top_p", "min_p")}
+        assert {f: float(v) for f, v in shown.items()} == pytest.approx(
+            {"temperature": preset.temperature, "top_k": preset.top_k, "top_p": preset.top_p, "min_p": preset.min_p}
+        )
+        params = screen.session.params
+        assert (params.temperature, params.top_k, params.top_p, params.min_p) == pytest.approx(
+            (preset.temperature, preset.top_k, preset.top_p, preset.min_p)
+        )
+        assert params.seed == 5  # a preset keeps the seed
+        assert panel(screen).settings.preset == name
+        assert f"Preset: {name}" in str(screen.query_one("#preset-name").render())
+
+
+async def test_model_default_preset_restores_the_models_values(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_chat(pilot)
+        await pilot.click("#preset-model-default")
+        default = screen.model.default_params()
+        assert screen.session.params.top_k == default.top_k
+        assert screen.session.params.temperature == pytest.approx(default.temperature)
+
+
+async def test_invalid_parameter_shows_an_error_and_keeps_the_last_good_value(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_chat(pilot)
+        await type_into(pilot, screen, "top_p", "2")
+        error = screen.query_one("#top_p-error", Static)
+        assert error.display and "top_p must be in (0, 1]" in str(error.render())
+        assert screen.query_one("#top_p", Input).has_class("-invalid")
+        assert screen.session.params.top_p == GREEDY.top_p
+        await type_into(pilot, screen, "max_tokens", "0")
+        assert "max new tokens must be between 1 and 4096" in str(screen.query_one("#max_tokens-error", Static).render())
+        await type_into(pilot, screen, "top_p", "0.5")
+        assert not error.display
+        assert screen.session.params.top_p == 0.5
+
+
+# ---- keys, help, palette, loading -----------------------------------------------------------
+
+
+async def test_help_screen_lists_the_keys(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await open_chat(pilot)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = str(app.screen.query_one("Markdown").source)
+        for action in ("Stop", "Regenerate", "New chat", "Sampling", "Copy code", "Edit"):
+            assert f"| {action}" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, ChatScreen)
+
+
+async def test_every_action_is_in_the_command_palette(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        titles = {command.title for command in app.get_system_commands(screen)}
+        for title in ("Stop the reply", "Regenerate", "Edit last message", "Copy last reply", "Copy last code block",
+                      "New chat", "Toggle sampling panel", "Toggle thinking", "Help: keys", "Preset: Creative", "Theme"):
+            assert title in titles
+
+
+async def test_copy_puts_the_reply_on_the_clipboard(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        reply = await send(pilot, screen, "hi")
+        reply.focus()
+        await pilot.press("c")
+        assert app.clipboard == reply.content
+
+
+async def test_new_chat_clears_the_conversation(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, screen, "hi")
+        await pilot.press("ctrl+n")
+        assert screen.chat_messages == []
+        assert screen.query_one("#welcome").display
+
+
+async def test_text_typed_while_loading_is_kept(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, (LoadingScreen, ChatScreen)))
+        if isinstance(app.screen, LoadingScreen):
+            await pilot.press(*"early")
+        screen = await open_chat(pilot)
+        assert screen.prompt.text in ("early", "")
+
+
+async def test_a_broken_model_file_shows_a_message(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF but not really")
+    app = make_app(broken)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: "Could not load" in str(app.screen.query_one("#loading-step").render()))
+        assert "broken.gguf" in str(app.screen.query_one("#loading-step").render())
+        assert isinstance(app.screen, LoadingScreen)
+
+
+# ---- pieces ---------------------------------------------------------------------------------
+
+
+def test_thinking_is_split_off_and_streams_append_only() -> None:
+    reply = "<think>\nLet me see.\n</think>\n\nThe answer is 42."
+    parts = split_thinking(reply)
+    assert (parts.thinking, parts.answer, parts.thinking_open) == ("Let me see.", "The answer is 42.", False)
+    shown_answer = shown_thinking = ""
+    for end in range(len(reply) + 1):
+        parts = split_thinking(reply[:end])
+        assert parts.answer.startswith(shown_answer) and parts.thinking.startswith(shown_thinking.strip())
+        shown_answer, shown_thinking = parts.answer, parts.thinking
+    assert split_thinking("<thi").answer == ""
+    assert split_thinking("no thoughts").thinking == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--top-p", "2"], "top_p must be in (0, 1]"),
+        (["--model", "/nonexistent.gguf"], "no such file"),
+        ([], "no model given"),
+    ],
+)
+def test_cli_rejects_bad_input_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args: argparse.Namespace = parse(argv)
+    assert chat_command.run(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
