@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from bonsai_tui.screens.chat import ChatScreen
 from bonsai_tui.screens.context_full import ContextFullScreen
 from bonsai_tui.screens.help import HelpScreen
 from bonsai_tui.screens.loading import LoadingScreen
+from bonsai_tui.settings import log_path
 from bonsai_tui.widgets.chat_message import ChatMessage, split_thinking
 from bonsai_tui.widgets.params_panel import CUSTOM, ParamsPanel
 from engine.sampling import PRESETS, SamplingParams
@@ -50,6 +53,35 @@ def sampled(monkeypatch: pytest.MonkeyPatch) -> list[SamplingParams]:
 
     monkeypatch.setattr(engine.session, "sample", recording_sample)
     return seen
+
+
+class PausedEngine:
+    """Holds the engine thread inside the sampler after `after` tokens until `release()`, so a
+    test can act while a reply is surely in the middle of streaming."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.calls = 0
+        self.gate = threading.Event()
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+@pytest.fixture
+def paused_engine(monkeypatch: pytest.MonkeyPatch):
+    pause = PausedEngine(after=2)
+    real_sample = engine.session.sample
+
+    def pausing_sample(logits, recent, params, rng):
+        pause.calls += 1
+        if pause.calls > pause.after:
+            pause.gate.wait(timeout=30)
+        return real_sample(logits, recent, params, rng)
+
+    monkeypatch.setattr(engine.session, "sample", pausing_sample)
+    yield pause
+    pause.release()
 
 
 def make_app(model_path: Path, max_tokens: int = 12, n_ctx: int = 0, params: SamplingParams = GREEDY) -> BonsaiApp:
@@ -126,38 +158,63 @@ async def test_status_bar_shows_speed_after_a_reply(tiny_model_path: Path) -> No
         assert re.search(r"\d+\.\d tok/s · prefill \d+ tok/s · TTFT \d\.\d\d s", status), status
         used = reply.stats.prompt_tokens + reply.stats.generated_tokens
         assert f"ctx {used}/4096" in status
-        assert "1 threads" in status
+        assert "1 thread" in status
 
 
-async def test_stop_keeps_the_partial_reply(tiny_model_path: Path) -> None:
-    app = make_app(tiny_model_path, max_tokens=4000)
+async def start_paused_reply(pilot: Pilot, screen: ChatScreen, text: str) -> ChatMessage:
+    await pilot.press(*text, "enter")
+    await wait_for(pilot, lambda: screen._reply is not None and len(screen._reply.content) > 0)
+    assert screen.generator.busy
+    return screen._reply
+
+
+async def test_stop_keeps_the_partial_reply(tiny_model_path: Path, paused_engine: PausedEngine) -> None:
+    app = make_app(tiny_model_path, max_tokens=100)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_chat(pilot)
-        await pilot.press(*"write a lot", "enter")
-        await wait_for(pilot, lambda: screen._reply is not None and len(screen._reply.content) > 0)
+        reply = await start_paused_reply(pilot, screen, "write a lot")
+        partial = reply.content
         await pilot.press("escape")
+        paused_engine.release()
         await wait_for(pilot, lambda: not screen.generator.busy)
-        reply = screen.chat_messages[-1]
         assert reply.stop_reason == StopReason.CANCELLED
-        assert reply.content  # the partial text stays
-        assert 0 < reply.stats.generated_tokens < 4000
+        assert reply.content.startswith(partial)  # the partial text stays
+        # the token being sampled when Esc came is the last one
+        assert reply.stats.generated_tokens == paused_engine.after + 1
         assert reply.has_class("-stopped")
         assert "stopped" in str(reply.query_one(".message-stats", Static).render())
 
 
-async def test_sending_while_busy_is_refused_and_keeps_the_text(tiny_model_path: Path) -> None:
-    app = make_app(tiny_model_path, max_tokens=1500)
+async def test_sending_while_busy_is_refused_and_keeps_the_text(tiny_model_path: Path, paused_engine: PausedEngine) -> None:
+    app = make_app(tiny_model_path, max_tokens=100)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_chat(pilot)
-        await pilot.press(*"first", "enter")
-        await wait_for(pilot, lambda: screen._reply is not None and len(screen._reply.content) > 0)
-        # (Pilot waits for the app to settle after each key, so type the second message at once)
-        screen.prompt.insert("second")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: not screen.generator.busy)
+        await start_paused_reply(pilot, screen, "first")
+        await pilot.press(*"second", "enter")
         assert screen.prompt.text == "second"
         assert [m.content for m in screen.chat_messages if m.role == "user"] == ["first"]
-        assert screen.chat_messages[-1].stats.generated_tokens == 1500
+        paused_engine.release()
+        await wait_for(pilot, lambda: not screen.generator.busy)
+        assert screen.prompt.text == "second"
+        await pilot.press("enter")  # once the reply is done, it goes
+        await wait_for(pilot, lambda: not screen.generator.busy and len(screen.chat_messages) == 4)
+        assert screen.chat_messages[2].content == "second"
+
+
+async def test_quitting_mid_reply_stops_the_engine(tiny_model_path: Path, paused_engine: PausedEngine) -> None:
+    app = make_app(tiny_model_path, max_tokens=100)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_chat(pilot)
+        await start_paused_reply(pilot, screen, "hello")
+        worker = screen.generator.worker
+        await pilot.press("ctrl+q")
+    paused_engine.release()
+    for _ in range(1000):
+        if worker.is_finished:
+            break
+        await asyncio.sleep(0.01)
+    assert worker.is_finished
+    assert paused_engine.calls == paused_engine.after + 1
 
 
 async def test_regenerate_replaces_the_last_reply_with_a_new_seed(tiny_model_path: Path, sampled: list[SamplingParams]) -> None:
@@ -295,9 +352,10 @@ async def test_help_screen_lists_the_keys(tiny_model_path: Path) -> None:
         await open_chat(pilot)
         await pilot.press("f1")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
-        text = str(app.screen.query_one("Markdown").source)
-        for action in ("Stop", "Regenerate", "New chat", "Sampling", "Copy code", "Edit"):
-            assert f"| {action}" in text
+        text = str(app.screen.query_one("#help-keys", Static).render())
+        for keys, action in (("esc", "Stop"), ("^r", "Regenerate"), ("^n", "New chat"), ("f2", "Sampling"),
+                             ("f1 / ?", "Help"), ("b", "Copy code"), ("e", "Edit"), ("^j", "New line")):
+            assert re.search(rf"^  {re.escape(keys)} +{action}", text, re.MULTILINE), (keys, action)
         await pilot.press("escape")
         assert isinstance(app.screen, ChatScreen)
 
@@ -350,6 +408,22 @@ async def test_a_broken_model_file_shows_a_message(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: "Could not load" in str(app.screen.query_one("#loading-step").render()))
         assert "broken.gguf" in str(app.screen.query_one("#loading-step").render())
         assert isinstance(app.screen, LoadingScreen)
+
+
+async def test_a_bug_goes_to_the_log_not_the_screen(tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_action(self: ChatScreen) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ChatScreen, "action_toggle_thinking", broken_action)
+    app = make_app(tiny_model_path)
+    with pytest.raises(RuntimeError):
+        async with app.run_test(size=(100, 30)) as pilot:
+            await open_chat(pilot)
+            await pilot.press("ctrl+t")
+            await pilot.pause()
+    assert app.crash_message is not None and app.crash_message.startswith("unexpected error: boom")
+    assert not app._exit_renderables  # Textual would print the traceback from here
+    assert "RuntimeError: boom" in log_path().read_text(encoding="utf-8")
 
 
 # ---- pieces ---------------------------------------------------------------------------------

@@ -1,0 +1,121 @@
+"""BonsaiApp: loads the model behind a loading screen, then opens the chat.
+
+Everything the user can do is a binding (shown in the footer and the help screen) and a command
+in the palette (Ctrl+P). Styles live in assets/bonsai.tcss; colours come from Textual themes.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.theme import Theme
+
+from bonsai_tui.screens.chat import ChatScreen
+from bonsai_tui.screens.loading import LoadedModel, LoadingScreen
+from bonsai_tui.settings import config_dir, log_path
+from bonsai_tui.widgets.params_panel import MODEL_DEFAULT, GenerationSettings
+from engine.model import Model
+from engine.sampling import SamplingParams
+
+BONSAI_THEME = Theme(
+    name="bonsai",
+    primary="#7FB069",  # moss
+    secondary="#C9A66B",  # bark
+    accent="#E6AA68",
+    background="#1B1F1A",
+    surface="#232922",
+    panel="#2C3329",
+    success="#7FB069",
+    warning="#E6AA68",
+    error="#D1495B",
+    dark=True,
+)
+DEFAULT_THEME = "bonsai"
+
+
+def theme_file() -> Path:
+    return config_dir() / "theme.json"
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """How to open the chat, from the command line."""
+
+    model_path: Path
+    threads: int | None = None
+    n_ctx: int = 0
+    system_prompt: str = ""
+    max_tokens: int = 512
+    preset: str = MODEL_DEFAULT  # the name shown in the panel
+    choose_params: Callable[[SamplingParams], SamplingParams] = lambda model_default: model_default
+
+    def settings_for(self, model: Model) -> GenerationSettings:
+        return GenerationSettings(
+            params=self.choose_params(model.default_params()),
+            max_tokens=self.max_tokens,
+            system_prompt=self.system_prompt,
+            preset=self.preset,
+        )
+
+
+class BonsaiApp(App[None]):
+    TITLE = "bonsai-tui"
+    CSS_PATH = str(resources.files("bonsai_tui.assets") / "bonsai.tcss")
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(self, options: ChatOptions) -> None:
+        super().__init__()
+        self.options = options
+        self.register_theme(BONSAI_THEME)
+        self.theme = self._remembered_theme()
+        self.crash_message: str | None = None  # set when a bug ended the app
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A bug still ends the app as in Textual, but the traceback goes to the log file and the
+        user gets one line (printed by the chat command) instead of a wall of text."""
+        path = log_path()
+        with open(path, "a", encoding="utf-8") as log:
+            traceback.print_exception(error, file=log)
+        self.crash_message = f"unexpected error: {error} (details in {path})"
+        super()._handle_exception(error)
+        self._exit_renderables.clear()
+
+    def on_mount(self) -> None:
+        self.push_screen(LoadingScreen(self.options.model_path, self.options.threads), self._model_loaded)
+
+    def _model_loaded(self, loaded: LoadedModel | None) -> None:
+        if loaded is None:
+            return
+        settings = self.options.settings_for(loaded.model)
+        chat = ChatScreen(loaded.model, settings, n_ctx=self.options.n_ctx, draft=loaded.draft, send_draft=loaded.send_draft)
+        self.push_screen(chat)
+
+    # ---- themes -----------------------------------------------------------------------------
+
+    def _remembered_theme(self) -> str:
+        try:
+            name = json.loads(theme_file().read_text(encoding="utf-8"))["theme"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return DEFAULT_THEME
+        return name if name in self.available_themes else DEFAULT_THEME
+
+    def watch_theme(self, name: str) -> None:
+        try:
+            theme_file().write_text(json.dumps({"theme": name}), encoding="utf-8")
+        except OSError:
+            pass  # the theme still applies; it is just not remembered
+
+    # ---- command palette --------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, ChatScreen):
+            yield from screen.palette_commands()

@@ -1,0 +1,86 @@
+"""`bonsai-tui` with no subcommand: open the chat app on a model file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+from bonsai_tui.commands.common import add_sampling_arguments, add_threads_argument, sampling_params
+from bonsai_tui.settings import cache_dir
+from bonsai_tui.widgets.params_panel import CUSTOM, MODEL_DEFAULT
+from engine.sampling import SamplingParams
+
+DEMO_MODEL = "demo-tiny-random.gguf"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, help="path to a GGUF file")
+    source.add_argument(
+        "--demo",
+        action="store_true",
+        help="try the app on a tiny random-weight model (written on the fly; its replies are noise)",
+    )
+    parser.add_argument("--ctx", type=int, default=0, help="context size in tokens (default: min(model, 4096))")
+    parser.add_argument("--max-tokens", type=int, default=512, help="longest reply, in tokens")
+    parser.add_argument("--system", default="", help="system prompt")
+    add_threads_argument(parser)
+    add_sampling_arguments(parser)
+
+
+def _fail(message: str) -> int:
+    print(f"bonsai-tui: {message}", file=sys.stderr)
+    return 2
+
+
+def _demo_model() -> Path:
+    from engine.synth import write_model
+
+    path = cache_dir() / DEMO_MODEL
+    return path if path.exists() else write_model(path, preset="tiny")
+
+
+def _model_path(args: argparse.Namespace) -> Path | None:
+    if args.demo:
+        return _demo_model()
+    return args.model
+
+
+def _preset_name(args: argparse.Namespace) -> str:
+    flags = [name for name in vars(SamplingParams()) if name != "seed" and getattr(args, name, None) is not None]
+    if flags:
+        return CUSTOM
+    return args.preset or MODEL_DEFAULT
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        sampling_params(args, SamplingParams())  # reject bad flags before loading anything
+    except ValueError as error:
+        return _fail(str(error))
+    if args.ctx < 0 or args.max_tokens < 1:
+        return _fail("--ctx must be 0 or more and --max-tokens at least 1")
+    path = _model_path(args)
+    if path is None:
+        return _fail("no model given: pass --model PATH to a Bonsai .gguf file (or --demo to try the app)")
+    if not path.is_file():
+        return _fail(f"{path}: no such file")
+
+    from bonsai_tui.app import BonsaiApp, ChatOptions
+
+    options = ChatOptions(
+        model_path=path,
+        threads=args.threads,
+        n_ctx=args.ctx,
+        system_prompt=args.system,
+        max_tokens=args.max_tokens,
+        preset=_preset_name(args),
+        choose_params=partial(sampling_params, args),
+    )
+    app = BonsaiApp(options)
+    app.run()
+    if app.crash_message:
+        return _fail(app.crash_message)
+    return app.return_code or 0

@@ -1,0 +1,118 @@
+"""Runs the engine off the UI thread: one reply at a time, its tokens posted to the UI in batches.
+
+The engine thread never waits on the UI: it hands batches over with `post_message`, which is
+thread-safe and returns at once. Batching (every FLUSH_SECONDS at most) keeps a fast model from
+flooding the UI with one Markdown update per token.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from textual.dom import DOMNode
+from textual.message import Message
+from textual.worker import Worker, get_current_worker
+
+from bonsai_tui.cli import log_crash
+from engine.errors import EngineError
+from engine.session import ChatSession, DoneEvent, TokenEvent
+
+FLUSH_SECONDS = 0.03  # the first token is shown at once; later ones at most this often
+
+
+class ReplyTokens(Message):
+    """New text of the reply being generated (several tokens at once)."""
+
+    def __init__(self, text: str, decode_tok_s: float, context_used: int) -> None:
+        super().__init__()
+        self.text = text
+        self.decode_tok_s = decode_tok_s
+        self.context_used = context_used  # tokens in the KV cache: prompt + reply so far
+
+
+class ReplyFinished(Message):
+    """The reply ended (end of turn, token budget, stop, or full context)."""
+
+    def __init__(self, done: DoneEvent) -> None:
+        super().__init__()
+        self.done = done
+
+
+class ReplyFailed(Message):
+    """The reply could not be generated; `error` is a one-line message for the user."""
+
+    def __init__(self, error: EngineError) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ReplyGenerator:
+    """Owns a ChatSession and runs `ChatSession.chat` on a Textual thread worker.
+
+    `busy` stays true until the UI has handled ReplyFinished / ReplyFailed (call `settle()` then),
+    so a new reply never starts before the last batch of the previous one was shown.
+    """
+
+    def __init__(self, owner: DOMNode, session: ChatSession) -> None:
+        self.owner = owner
+        self.session = session
+        self.busy = False
+        self.worker: Worker | None = None
+        self._stop = threading.Event()
+
+    def start(self, messages: Sequence[dict[str, str]], max_tokens: int, enable_thinking: bool) -> Worker:
+        if self.busy:
+            raise RuntimeError("a reply is already being generated")
+        self.busy = True
+        self._stop.clear()
+        conversation = [dict(m) for m in messages]
+        self.worker = self.owner.run_worker(
+            lambda: self._run(conversation, max_tokens, enable_thinking),
+            name="reply",
+            group="reply",
+            thread=True,
+            exit_on_error=False,
+        )
+        return self.worker
+
+    def stop(self) -> None:
+        """Ask the running reply to stop; it does so before its next token."""
+        self._stop.set()
+        self.session.cancel()
+
+    def settle(self) -> None:
+        self.busy = False
+
+    def _stop_requested(self, worker: Worker) -> bool:
+        return self._stop.is_set() or worker.is_cancelled
+
+    def _post_tokens(self, pieces: list[str], decode_tok_s: float) -> None:
+        self.owner.post_message(ReplyTokens("".join(pieces), decode_tok_s, len(self.session.cached_ids)))
+
+    def _run(self, messages: list[dict[str, str]], max_tokens: int, enable_thinking: bool) -> None:
+        worker = get_current_worker()
+        try:
+            events = self.session.chat(messages, max_tokens, enable_thinking=enable_thinking)
+            pending: list[str] = []
+            last_flush = time.monotonic()
+            for event in events:
+                if self._stop_requested(worker):
+                    # a stop may come before chat() cleared the session's flag: repeat it
+                    self.session.cancel()
+                if isinstance(event, TokenEvent):
+                    pending.append(event.text)
+                    now = time.monotonic()
+                    if event.index == 0 or now - last_flush >= FLUSH_SECONDS:
+                        self._post_tokens(pending, event.decode_tok_s)
+                        pending.clear()
+                        last_flush = now
+                elif isinstance(event, DoneEvent):
+                    if pending:
+                        self._post_tokens(pending, event.stats.decode_tok_s)
+                    self.owner.post_message(ReplyFinished(event))
+        except EngineError as error:
+            self.owner.post_message(ReplyFailed(error))
+        except Exception as error:  # the UI shows one line; the details go to the log
+            self.owner.post_message(ReplyFailed(EngineError(f"unexpected error: {error} (details in {log_crash()})")))

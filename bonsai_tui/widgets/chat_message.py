@@ -1,0 +1,202 @@
+"""One message of the conversation: who said it, the text as Markdown, and for replies the
+model's thinking (collapsed) and the reply's stats underneath."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from markdown_it import MarkdownIt
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Collapsible, Label, Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+from engine.session import GenerationStats, StopReason
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+ROLE_TITLES = {"user": "You", "assistant": "Bonsai", "system": "System"}
+
+
+@dataclass(frozen=True)
+class ReplyParts:
+    answer: str
+    thinking: str
+    thinking_open: bool  # the model is still inside <think>
+
+
+def _without_partial_tag(text: str, tag: str) -> str:
+    """Hold back a tail that may be the start of `tag`, so a half-arrived tag is never shown."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return text[:-size]
+    return text
+
+
+def split_thinking(raw: str) -> ReplyParts:
+    """Split a reply into the visible answer and its `<think>…</think>` part.
+
+    Grows append-only while the reply streams: text shown once is never taken back.
+    """
+    start = raw.find(THINK_OPEN)
+    if start < 0:
+        return ReplyParts(_without_partial_tag(raw, THINK_OPEN), "", False)
+    before, rest = raw[:start], raw[start + len(THINK_OPEN) :]
+    end = rest.find(THINK_CLOSE)
+    if end < 0:
+        return ReplyParts(before, _without_partial_tag(rest, THINK_CLOSE).strip(), True)
+    return ReplyParts(before + rest[end + len(THINK_CLOSE) :].lstrip("\n"), rest[:end].strip(), False)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    return [token.content for token in MarkdownIt("commonmark").parse(markdown) if token.type == "fence"]
+
+
+def format_stats(stats: GenerationStats, stop_reason: StopReason) -> str:
+    parts = [f"{stats.generated_tokens} tokens", f"{stats.decode_tok_s:.1f} tok/s"]
+    if stats.prompt_tokens:
+        parts.append(f"prompt {stats.prompt_tokens} ({stats.cached_tokens} cached)")
+    parts.append(f"first token {stats.ttft_s:.2f} s")
+    notes = {
+        StopReason.CANCELLED: "stopped",
+        StopReason.MAX_TOKENS: "token limit reached",
+        StopReason.CONTEXT_FULL: "context full",
+    }
+    if stop_reason in notes:
+        parts.append(notes[stop_reason])
+    return " · ".join(parts)
+
+
+class ChatMessage(Vertical, can_focus=True):
+    """A message bubble. Replies stream in through `append` and end with `finish`."""
+
+    BINDINGS = [
+        Binding("c", "copy", "Copy"),
+        Binding("b", "copy_code", "Copy code"),
+        Binding("e", "edit", "Edit"),
+        Binding("r", "regenerate", "Regenerate"),
+    ]
+
+    class EditRequested(Message):
+        def __init__(self, message: ChatMessage) -> None:
+            super().__init__()
+            self.message = message
+
+    class RegenerateRequested(Message):
+        def __init__(self, message: ChatMessage) -> None:
+            super().__init__()
+            self.message = message
+
+    streaming: reactive[bool] = reactive(False)
+
+    def __init__(
+        self,
+        role: str,
+        content: str = "",
+        stats: GenerationStats | None = None,
+        stop_reason: StopReason | None = None,
+    ) -> None:
+        super().__init__(classes=f"message -{role}")
+        self.role = role
+        self.content = content
+        self.stats = stats
+        self.stop_reason = stop_reason
+        self._streams: dict[str, MarkdownStream] = {}
+        self._shown = ReplyParts("", "", False)
+
+    @property
+    def as_chat(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+    @property
+    def answer(self) -> str:
+        return split_thinking(self.content).answer
+
+    def compose(self) -> ComposeResult:
+        yield Label(ROLE_TITLES.get(self.role, self.role), classes="message-role")
+        if self.role != "assistant":
+            # the user's own words are shown as typed, not interpreted as Markdown
+            yield Static(self.content, markup=False, classes="message-plain")
+            return
+        parts = split_thinking(self.content)
+        with Collapsible(title="Thinking", collapsed=True, classes="thinking") as thinking:
+            thinking.display = bool(parts.thinking)
+            yield Markdown(parts.thinking, classes="thinking-text")
+        yield Markdown(parts.answer, classes="message-text")
+        yield Static(self._stats_text(), classes="message-stats")
+        self._shown = parts
+
+    def on_mount(self) -> None:
+        self.set_class(self.stop_reason == StopReason.CANCELLED, "-stopped")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "edit":
+            return self.role == "user"
+        if action == "regenerate":
+            return self.role == "assistant" and not self.streaming
+        if action == "copy_code":
+            return bool(code_blocks(self.answer))
+        return True
+
+    def _stats_text(self) -> str:
+        if self.stats is None or self.stop_reason is None:
+            return "…"
+        return format_stats(self.stats, self.stop_reason)
+
+    # ---- streaming --------------------------------------------------------------------------
+
+    def start_stream(self) -> None:
+        self.streaming = True
+        self.content = ""
+        self.stats = self.stop_reason = None
+        self._shown = ReplyParts("", "", False)
+        self.query_one(".message-stats", Static).update(self._stats_text())
+
+    def _stream(self, name: str) -> MarkdownStream:
+        if name not in self._streams:
+            self._streams[name] = Markdown.get_stream(self.query_one(f".{name}", Markdown))
+        return self._streams[name]
+
+    async def append(self, text: str) -> None:
+        self.content += text
+        parts = split_thinking(self.content)
+        if parts.thinking != self._shown.thinking:
+            self.query_one(".thinking", Collapsible).display = True
+            await self._stream("thinking-text").write(parts.thinking[len(self._shown.thinking) :])
+        if parts.answer != self._shown.answer:
+            await self._stream("message-text").write(parts.answer[len(self._shown.answer) :])
+        self._shown = parts
+
+    async def finish(self, text: str, stats: GenerationStats, stop_reason: StopReason) -> None:
+        """End the stream; `text` is the engine's full reply (it may hold a last character the
+        stream had not completed yet)."""
+        if text.startswith(self.content):
+            await self.append(text[len(self.content) :])
+        for stream in self._streams.values():
+            await stream.stop()
+        self._streams.clear()
+        self.stats, self.stop_reason = stats, stop_reason
+        self.streaming = False
+        self.set_class(stop_reason == StopReason.CANCELLED, "-stopped")
+        self.query_one(".message-stats", Static).update(self._stats_text())
+
+    # ---- actions ----------------------------------------------------------------------------
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.answer if self.role == "assistant" else self.content)
+        self.notify("Message copied to the clipboard")
+
+    def action_copy_code(self) -> None:
+        blocks = code_blocks(self.answer)
+        if blocks:
+            self.app.copy_to_clipboard(blocks[-1])
+            self.notify(f"Code block copied ({len(blocks[-1].splitlines())} lines)")
+
+    def action_edit(self) -> None:
+        self.post_message(self.EditRequested(self))
+
+    def action_regenerate(self) -> None:
+        self.post_message(self.RegenerateRequested(self))

@@ -1,0 +1,79 @@
+"""Screenshots of the chat, the sampling panel and the help screen (pytest-textual-snapshot).
+
+The conversation is loaded rather than generated, so the pictures hold no timings; update them
+with `pytest tests/test_snapshots.py --snapshot-update` after a deliberate change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from bonsai_tui.app import BonsaiApp, ChatOptions
+from bonsai_tui.screens.chat import ChatScreen
+from bonsai_tui.widgets.params_panel import GenerationSettings
+from engine.sampling import SamplingParams
+
+PARAMS = SamplingParams(temperature=0.0, seed=0)
+CONVERSATION = [
+    {"role": "user", "content": "How do I reverse a list in Python?"},
+    {
+        "role": "assistant",
+        "content": (
+            "<think>\nThe user wants list reversal; slicing is the shortest answer.\n</think>\n\n"
+            "Use slicing, which returns a **new** list:\n\n```python\nitems = [1, 2, 3]\n"
+            "print(items[::-1])  # [3, 2, 1]\n```\n\nOr `items.reverse()` to reverse in place."
+        ),
+        "stats": {
+            "prompt_tokens": 31, "cached_tokens": 0, "generated_tokens": 48,
+            "prefill_s": 0.25, "decode_s": 2.35, "ttft_s": 0.26,
+        },
+        "stop_reason": "eos",
+    },
+    {"role": "user", "content": "Thanks! And a tuple?"},
+]
+
+
+@pytest.fixture(autouse=True)
+def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BONSAI_TUI_HOME", str(tmp_path / "home"))
+
+
+def make_app(model_path: Path) -> BonsaiApp:
+    return BonsaiApp(ChatOptions(model_path, threads=1, choose_params=lambda _: PARAMS))
+
+
+async def show_conversation(pilot: Pilot) -> None:
+    for _ in range(3000):
+        screen = pilot.app.screen
+        if isinstance(screen, ChatScreen) and screen.query("#prompt") and screen.prompt.has_focus:
+            break
+        await pilot.pause(0.01)
+    settings = GenerationSettings(PARAMS, max_tokens=256, system_prompt="You are terse.", preset="Custom")
+    await screen.load_conversation(CONVERSATION, settings)
+    await pilot.pause()
+
+
+def test_chat_screen(snap_compare, tiny_model_path: Path) -> None:
+    assert snap_compare(make_app(tiny_model_path), terminal_size=(80, 24), run_before=show_conversation)
+
+
+def test_sampling_panel(snap_compare, tiny_model_path: Path) -> None:
+    async def with_preset(pilot: Pilot) -> None:
+        await show_conversation(pilot)
+        await pilot.click("#preset-creative")
+        await pilot.click("#top_p")
+        await pilot.press("end", "backspace", "backspace", "backspace", "backspace", "2")  # invalid: an error shows
+
+    assert snap_compare(make_app(tiny_model_path), terminal_size=(140, 40), run_before=with_preset)
+
+
+def test_help_screen(snap_compare, tiny_model_path: Path) -> None:
+    async def open_help(pilot: Pilot) -> None:
+        await show_conversation(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(make_app(tiny_model_path), terminal_size=(100, 40), run_before=open_help)
