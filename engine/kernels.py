@@ -38,7 +38,7 @@ def fp16_to_float(lo: np.uint8, hi: np.uint8) -> np.float32:
 # ---- Q1_0 matrix-vector (decode) ----------------------------------------------------------
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def build_sign_lut(x: np.ndarray, lut: np.ndarray) -> None:
     """lut[g, b] = sum over j<8 of (+x[8g+j] if bit j of b else -x[8g+j])."""
     n_groups = x.shape[0] // 8
@@ -74,7 +74,7 @@ def q1_block_dot(w: np.ndarray, r: int, blk: int, lut: np.ndarray) -> np.float32
     return fp16_to_float(w[r, at - 2], w[r, at - 1]) * ((s0 + s1) + (s2 + s3))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def q1_gemv_lut(w: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
     """out[r] = dot(row r of the Q1_0 matrix w, x), with lut = build_sign_lut(x) flattened.
 
@@ -113,7 +113,7 @@ def q1_dequantize(w: np.ndarray, row_start: int, row_stop: int, out: np.ndarray)
                 out[i, blk * Q1_BLOCK + j] = d * np.float32(2 * np.int32(bit) - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def q1_embed(w: np.ndarray, tokens: np.ndarray, out: np.ndarray) -> None:
     """Embedding lookup: dequantize the rows `tokens` of a Q1_0 table."""
     for t in range(tokens.shape[0]):
@@ -123,7 +123,7 @@ def q1_embed(w: np.ndarray, tokens: np.ndarray, out: np.ndarray) -> None:
 # ---- normalisation, activation ------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rmsnorm_rows(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray) -> None:
     """RMSNorm of each row of a 2-D array (weight has the row length)."""
     n = x.shape[1]
@@ -136,7 +136,7 @@ def rmsnorm_rows(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray)
             out[t, i] = x[t, i] * scale * weight[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def silu_mul(gate: np.ndarray, up: np.ndarray) -> None:
     """gate <- silu(gate) * up (SwiGLU), in place."""
     for t in range(gate.shape[0]):
@@ -182,7 +182,7 @@ def rope_table(frequencies: np.ndarray, n_positions: int, scale: float) -> tuple
     return (np.cos(angles) * scale).astype(np.float32), (np.sin(angles) * scale).astype(np.float32)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rope_neox(x: np.ndarray, start_pos: int, cos: np.ndarray, sin: np.ndarray) -> None:
     """Rotate x[t, head, :] in place; NEOX pairs dims (i, i + head_dim/2)."""
     half = x.shape[2] // 2
@@ -200,7 +200,7 @@ def rope_neox(x: np.ndarray, start_pos: int, cos: np.ndarray, sin: np.ndarray) -
 # ---- attention ----------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, nogil=True, parallel=True, fastmath=True)
 def attention(
     q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, start_pos: int, out: np.ndarray
 ) -> None:
