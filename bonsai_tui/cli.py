@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "generate a reply non-interactively (scripting, testing)"),
     "synth": ("synth", "write a random-weight GGUF in Bonsai's layout (tests, benchmarks)"),
     "bench": ("bench", "measure prompt and generation speed, first-token time, memory"),
+    "download": ("download", "download a model from Hugging Face (with resume and checksum)"),
+    "models": ("models", "list or delete downloaded models"),
 }
 CHAT_COMMAND = "chat"
 

@@ -1,0 +1,309 @@
+"""Models from the Hugging Face hub: known Bonsai variants, cached lookups, downloads with progress,
+resume and sha256 verification, and errors a user can act on.
+
+Everything goes through `huggingface_hub` and its standard cache, so HF_HOME, HF_HUB_CACHE,
+HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE behave as in every other Hugging Face tool, and a file
+another tool already downloaded is reused. An interrupted download leaves huggingface_hub's
+`.incomplete` blob behind, which the next attempt resumes with a ranged request.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import huggingface_hub
+from filelock import FileLock
+from huggingface_hub import constants, errors
+from huggingface_hub.file_download import http_get
+from huggingface_hub.utils import build_hf_headers
+from tqdm.std import tqdm
+
+from bonsai_tui.settings import config_dir
+
+# huggingface_hub reads 10 MB per progress update; 1 MB makes the bar move smoothly and a stop
+# (or a dropped connection) lose less.
+constants.DOWNLOAD_CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    repo: str
+    filename: str
+    label: str = ""
+    approx_bytes: int = 0  # shown before the hub has told us the exact size
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.repo}/{self.filename}"
+
+
+BONSAI_MODELS = (
+    ModelChoice("prism-ml/Bonsai-1.7B-gguf", "Bonsai-1.7B-Q1_0.gguf", "Bonsai 1.7B", 248_302_272),
+    ModelChoice("prism-ml/Bonsai-4B-gguf", "Bonsai-4B-Q1_0.gguf", "Bonsai 4B", 580_000_000),
+    ModelChoice("prism-ml/Bonsai-8B-gguf", "Bonsai-8B-Q1_0.gguf", "Bonsai 8B", 1_160_000_000),
+)
+DEFAULT_MODEL = BONSAI_MODELS[0]
+
+
+class HubError(Exception):
+    """A download problem, as one line that says what to do."""
+
+
+class DownloadCancelled(HubError):
+    def __init__(self) -> None:
+        super().__init__("download cancelled; it resumes where it stopped next time")
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    bytes_per_s: float
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.bytes_per_s <= 0 or self.total <= 0:
+            return None
+        return max(0.0, (self.total - self.done) / self.bytes_per_s)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+# ---- the cache, without network -----------------------------------------------------------
+
+
+def cached_path(choice: ModelChoice) -> Path | None:
+    """The complete file in the Hugging Face cache, or None. Never touches the network."""
+    found = huggingface_hub.try_to_load_from_cache(choice.repo, choice.filename)
+    return Path(found) if isinstance(found, str) else None
+
+
+def cached_models() -> list[tuple[str, str, Path, int]]:
+    """(repo, filename, path, bytes) of every GGUF file in the Hugging Face cache."""
+    try:
+        info = huggingface_hub.scan_cache_dir()
+    except errors.CacheNotFound:
+        return []
+    found = []
+    for repo in info.repos:
+        for revision in repo.revisions:
+            for file in revision.files:
+                if file.file_name.endswith(".gguf"):
+                    found.append((repo.repo_id, file.file_name, Path(file.file_path), file.size_on_disk))
+    return sorted(found)
+
+
+def delete_cached(repo: str) -> int:
+    """Remove a repo's files from the cache; returns bytes freed."""
+    info = huggingface_hub.scan_cache_dir()
+    hashes = [rev.commit_hash for r in info.repos if r.repo_id == repo for rev in r.revisions]
+    if not hashes:
+        return 0
+    strategy = info.delete_revisions(*hashes)
+    strategy.execute()
+    return strategy.expected_freed_size
+
+
+# ---- remembered choice --------------------------------------------------------------------
+
+
+def _choice_file() -> Path:
+    return config_dir() / "model.json"
+
+
+def known_choice(repo: str, filename: str) -> ModelChoice:
+    """The Bonsai variant with this repo and file (labels and sizes), or a plain choice."""
+    known = {(m.repo, m.filename): m for m in BONSAI_MODELS}
+    return known.get((repo, filename), ModelChoice(repo, filename))
+
+
+def remembered_choice() -> ModelChoice:
+    try:
+        data = json.loads(_choice_file().read_text(encoding="utf-8"))
+        return known_choice(data["repo"], data["filename"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_MODEL
+
+
+def remember_choice(choice: ModelChoice) -> None:
+    data = {"repo": choice.repo, "filename": choice.filename}
+    try:
+        _choice_file().write_text(json.dumps(data), encoding="utf-8")
+    except OSError:
+        pass  # not remembering is not worth an error
+
+
+# ---- download -----------------------------------------------------------------------------
+
+
+def _progress_class(report: ProgressCallback, cancel: threading.Event) -> type[tqdm]:
+    """A silent tqdm that forwards byte counts (huggingface_hub's progress hook) and cancels."""
+
+    class Reporter(tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            self.done = int(kwargs.get("initial") or 0)
+            self.goal = int(kwargs.get("total") or 0)
+            self.started, self.start_done = time.monotonic(), self.done
+            report(Progress(self.done, self.goal, 0.0))
+
+        def update(self, n: float | None = 1) -> bool | None:
+            if cancel.is_set():
+                raise DownloadCancelled()
+            self.done += int(n or 0)
+            elapsed = time.monotonic() - self.started
+            speed = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
+            report(Progress(self.done, self.goal, speed))
+            return None
+
+    return Reporter
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str  # where the bytes are (the hub may redirect to a CDN)
+    commit: str
+    etag: str
+    size: int
+
+    @property
+    def sha256(self) -> str | None:
+        return self.etag if re.fullmatch(r"[0-9a-f]{64}", self.etag) else None  # LFS files: etag = sha256
+
+
+def remote_file(choice: ModelChoice) -> RemoteFile:
+    """The hub's metadata for the file: one HEAD request."""
+    url = huggingface_hub.hf_hub_url(choice.repo, choice.filename)
+    meta = _call(lambda: huggingface_hub.get_hf_file_metadata(url), choice)
+    if not meta.commit_hash or not meta.etag:
+        raise HubError(f"the hub at {constants.ENDPOINT} did not describe {choice.filename} (not a Hugging Face hub?)")
+    return RemoteFile(meta.location or url, meta.commit_hash, meta.etag, int(meta.size or 0))
+
+
+def download(
+    choice: ModelChoice,
+    progress: ProgressCallback = lambda _: None,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """Fetch the file into the HF cache and verify it; returns its path.
+
+    huggingface_hub deletes its partial files on failure, so a stopped or killed download would start
+    over; we keep our own `<etag>.incomplete` blob and resume it with a ranged request, then file the
+    verified blob in the standard cache layout (blobs/, snapshots/<commit>/, refs/main).
+    """
+    cancel = cancel or threading.Event()
+    found = cached_path(choice)
+    if found or constants.HF_HUB_OFFLINE:
+        if found:
+            return found
+        raise HubError(f"{choice.filename} is not downloaded and HF_HUB_OFFLINE is set")
+    remote = remote_file(choice)
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{choice.repo.replace('/', '--')}"
+    blob = folder / "blobs" / remote.etag
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(blob) + ".lock"):
+        for attempt in range(2):
+            if not blob.exists():
+                _fetch_blob(remote, blob, choice, progress, cancel)
+            if remote.sha256 is None or sha256_of(blob, cancel) == remote.sha256:
+                break
+            blob.unlink()  # corrupt: never load it; fetch again once
+        else:
+            raise HubError(f"{choice.filename} failed its sha256 check twice: the server sends a bad copy")
+    path = _link_snapshot(folder, remote, choice.filename, blob)
+    remember_choice(choice)
+    return path
+
+
+def _fetch_blob(
+    remote: RemoteFile, blob: Path, choice: ModelChoice, progress: ProgressCallback, cancel: threading.Event
+) -> None:
+    partial = blob.with_name(blob.name + ".incomplete")
+    done = partial.stat().st_size if partial.exists() else 0
+    _check_disk_space(remote.size - done, blob.parent)
+    with open(partial, "ab") as out:
+        _call(
+            lambda: http_get(
+                remote.url, out, resume_size=done, headers=build_hf_headers(), expected_size=remote.size,
+                tqdm_class=_progress_class(progress, cancel),
+            ),
+            choice,
+        )
+    os.replace(partial, blob)
+
+
+def _link_snapshot(folder: Path, remote: RemoteFile, filename: str, blob: Path) -> Path:
+    pointer = folder / "snapshots" / remote.commit / filename
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    if not pointer.exists():
+        try:
+            pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+        except OSError:  # no symlinks on this filesystem: a copy, as huggingface_hub does
+            shutil.copyfile(blob, pointer)
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(remote.commit)
+    return pointer
+
+
+def sha256_of(path: Path, cancel: threading.Event | None = None) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled()
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_disk_space(needed: int, where: Path) -> None:
+    free = shutil.disk_usage(where).free
+    if needed > free:
+        raise HubError(_disk_full_message(needed, free, where))
+
+
+def _disk_full_message(needed: int, free: int, where: Path) -> str:
+    return f"not enough disk space in {where}: the model needs {needed / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free"
+
+
+def _call(fn: Callable[[], object], choice: ModelChoice):
+    """Run a huggingface_hub call, turning its exceptions into one-line HubErrors."""
+    try:
+        return fn()
+    except DownloadCancelled:
+        raise
+    except errors.GatedRepoError:
+        raise HubError(f"{choice.repo} needs you to accept its terms and log in (set HF_TOKEN)") from None
+    except errors.RepositoryNotFoundError:
+        raise HubError(f"no repository {choice.repo} on the hub (or it is private: set HF_TOKEN)") from None
+    except (errors.EntryNotFoundError, errors.RemoteEntryNotFoundError):
+        raise HubError(f"{choice.repo} has no file {choice.filename}") from None
+    except errors.HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        if status in (401, 403):
+            raise HubError(f"the hub refused access to {choice.repo} (HTTP {status}): set HF_TOKEN") from None
+        raise HubError(f"the hub answered HTTP {status} for {choice.filename}") from None
+    except errors.OfflineModeIsEnabled:
+        raise HubError(f"{choice.filename} is not downloaded and HF_HUB_OFFLINE is set") from None
+    except errors.LocalEntryNotFoundError:
+        raise HubError(f"cannot reach the hub at {constants.ENDPOINT} (no network?)") from None
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            cache = Path(constants.HF_HUB_CACHE)
+            raise HubError(f"the disk holding {cache} is full: free some space and retry (the download resumes)") from None
+        raise HubError(f"cannot reach the hub at {constants.ENDPOINT}: {error.strerror or error}") from None
+    except Exception as error:  # httpx transport errors and the like: the network is the problem
+        if "connect" in type(error).__name__.lower() or "timeout" in type(error).__name__.lower():
+            raise HubError(f"cannot reach the hub at {constants.ENDPOINT} (no network?)") from None
+        raise

@@ -1,0 +1,150 @@
+"""A local stand-in for the Hugging Face hub, enough for huggingface_hub's file downloads.
+
+It answers HEAD/GET /{org}/{repo}/resolve/{revision}/{filename} with the headers huggingface_hub
+reads (X-Repo-Commit, ETag = the file's sha256 as for LFS files, sizes), honours Range requests,
+and can misbehave on demand: cut a transfer half-way, serve corrupt bytes, answer 404 / 401.
+Run it by hand for a manual try:  python tests/fakehub.py MODEL.gguf [PORT]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+ROUTE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
+
+
+@dataclass
+class Behaviour:
+    cut_after: int | None = None  # close the connection after this many bytes, once
+    corrupt: bool = False  # serve flipped bytes under the right checksum
+    status: int | None = None  # answer every request with this error status
+    throttle_s: float = 0.0  # pause per 64 KiB chunk, to watch progress
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
+
+
+class FakeHub:
+    def __init__(self, files: dict[str, bytes]) -> None:
+        """files: {"org/repo/filename": content}"""
+        self.files = files
+        self.behaviour = Behaviour()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def sha256(self, key: str) -> str:
+        return hashlib.sha256(self.files[key]).hexdigest()
+
+    def __enter__(self) -> "FakeHub":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self._answer(body=False)
+
+            def do_GET(self) -> None:
+                self._answer(body=True)
+
+            def _answer(self, body: bool) -> None:
+                b = hub.behaviour
+                b.requests.append((self.command, self.path, self.headers.get("Range")))
+                match = ROUTE.match(self.path.split("?")[0])
+                key = f"{match['repo']}/{match['filename']}" if match else None
+                if b.status is not None:
+                    return self._error(b.status, "GatedRepo" if b.status == 401 else "RepoNotFound")
+                if key not in hub.files:
+                    repo_known = match and any(k.startswith(match["repo"] + "/") for k in hub.files)
+                    return self._error(404, "EntryNotFound" if repo_known else "RepoNotFound")
+                data = hub.files[key]
+                sha = hub.sha256(key)
+                if b.corrupt:
+                    data = bytes(x ^ 0xFF for x in data)
+                start = self._range_start()
+                self.send_response(206 if start else 200)
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("ETag", f'"{sha}"')
+                self.send_header("X-Linked-Etag", f'"{sha}"')
+                self.send_header("X-Linked-Size", str(len(data)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(data) - start))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                if body:
+                    self._send(data[start:])
+
+            def _range_start(self) -> int:
+                found = re.match(r"bytes=(\d+)-", self.headers.get("Range", ""))
+                return int(found[1]) if found else 0
+
+            def _send(self, payload: bytes) -> None:
+                b = hub.behaviour
+                limit = b.cut_after
+                sent = 0
+                for at in range(0, len(payload), 1 << 16):
+                    chunk = payload[at : at + (1 << 16)]
+                    if limit is not None and sent + len(chunk) > limit:
+                        self.wfile.write(chunk[: limit - sent])
+                        self.wfile.flush()
+                        b.cut_after = None  # only once
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                    if b.throttle_s:
+                        threading.Event().wait(b.throttle_s)
+
+            def _error(self, status: int, code: str) -> None:
+                message = b'{"error": "fake hub error"}'
+                self.send_response(status)
+                self.send_header("X-Error-Code", code)
+                self.send_header("X-Error-Message", "fake hub error")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(message)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(message)
+
+        return Handler
+
+
+def main() -> None:
+    model = Path(sys.argv[1])
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 8765
+    hub = FakeHub({f"prism-ml/Bonsai-1.7B-gguf/Bonsai-1.7B-Q1_0.gguf": model.read_bytes()})
+    hub.behaviour.throttle_s = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    hub.server.server_close()
+    hub.server = ThreadingHTTPServer(("127.0.0.1", port), hub._handler())
+    print(f"fake hub on {hub.url} serving {model.name} as prism-ml/Bonsai-1.7B-gguf", flush=True)
+    hub.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
