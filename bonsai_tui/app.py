@@ -18,7 +18,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
 
+from bonsai_tui import hub
+from bonsai_tui.demo import demo_model_path
 from bonsai_tui.screens.chat import ChatScreen
+from bonsai_tui.screens.download import DownloadScreen
 from bonsai_tui.screens.loading import LoadedModel, LoadingScreen
 from bonsai_tui.settings import config_dir, log_path
 from bonsai_tui.widgets.params_panel import MODEL_DEFAULT, GenerationSettings
@@ -49,7 +52,8 @@ def theme_file() -> Path:
 class ChatOptions:
     """How to open the chat, from the command line."""
 
-    model_path: Path
+    model_path: Path | None  # None: download model_choice first
+    model_choice: hub.ModelChoice = hub.DEFAULT_MODEL
     threads: int | None = None
     n_ctx: int = 0
     system_prompt: str = ""
@@ -89,7 +93,14 @@ class BonsaiApp(App[None]):
         self._exit_renderables.clear()
 
     def on_mount(self) -> None:
-        self.push_screen(LoadingScreen(self.options.model_path, self.options.threads), self._model_loaded)
+        if self.options.model_path is None:
+            self.push_screen(DownloadScreen(self.options.model_choice, demo_model_path), self._open_model)
+        else:
+            self._open_model(self.options.model_path)
+
+    def _open_model(self, path: Path | None) -> None:
+        if path is not None:
+            self.push_screen(LoadingScreen(path, self.options.threads), self._model_loaded)
 
     def _model_loaded(self, loaded: LoadedModel | None) -> None:
         if loaded is None:

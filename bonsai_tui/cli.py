@@ -22,6 +22,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "measure prompt and generation speed, first-token time, memory"),
     "download": ("download", "download a model from Hugging Face (with resume and checksum)"),
     "models": ("models", "list or delete downloaded models"),
+    "history": ("history", "list saved conversations (newest first, or --search TEXT)"),
+    "export": ("export", "write a saved conversation as Markdown or JSON"),
+    "import": ("import_", "add a JSON messages file to the history as a new conversation"),
 }
 CHAT_COMMAND = "chat"
 

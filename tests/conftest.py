@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
+from huggingface_hub import constants
 
 import engine
 from engine.synth import write_model
@@ -36,3 +38,29 @@ def qwen2_vocab() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+# ---- a hub on 127.0.0.1 (see fakehub.py) ----------------------------------------------------
+
+
+def point_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Send huggingface_hub to `url` (it reads HF_ENDPOINT once, at import)."""
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+
+
+def closed_port_url() -> str:
+    """An endpoint where nothing listens: the hub is down or the network is gone."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache and app home for one test."""
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("BONSAI_TUI_HOME", str(tmp_path / "home"))
+    return cache

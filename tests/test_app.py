@@ -447,7 +447,7 @@ def test_thinking_is_split_off_and_streams_append_only() -> None:
     [
         (["--top-p", "2"], "top_p must be in (0, 1]"),
         (["--model", "/nonexistent.gguf"], "no such file"),
-        ([], "no model given"),
+        (["--model", "m.gguf", "--repo", "a/b"], "give either --model PATH or --repo/--file"),
     ],
 )
 def test_cli_rejects_bad_input_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
@@ -12,24 +11,11 @@ import pytest
 from huggingface_hub import constants
 
 from bonsai_tui import hub
+from conftest import closed_port_url, point_at
 from fakehub import FakeHub
 
 KEY = f"{hub.DEFAULT_MODEL.repo}/{hub.DEFAULT_MODEL.filename}"
 CONTENT = bytes(range(256)) * 12_000  # 3 MB: several 1 MB progress steps
-
-
-def point_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
-    monkeypatch.setattr(constants, "ENDPOINT", url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
-
-
-@pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "hf"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("BONSAI_TUI_HOME", str(tmp_path / "home"))
-    return cache
 
 
 @pytest.fixture
@@ -37,12 +23,6 @@ def fake_hub(hf_cache: Path, monkeypatch: pytest.MonkeyPatch):
     with FakeHub({KEY: CONTENT}) as server:
         point_at(monkeypatch, server.url)
         yield server
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def downloads(server: FakeHub) -> list[str | None]:

@@ -7,12 +7,12 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from bonsai_tui import hub
 from bonsai_tui.commands.common import add_sampling_arguments, add_threads_argument, sampling_params
-from bonsai_tui.settings import cache_dir
+from bonsai_tui.commands.download import add_model_choice_arguments, model_choice
+from bonsai_tui.demo import demo_model_path
 from bonsai_tui.widgets.params_panel import CUSTOM, MODEL_DEFAULT
 from engine.sampling import SamplingParams
-
-DEMO_MODEL = "demo-tiny-random.gguf"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="try the app on a tiny random-weight model (written on the fly; its replies are noise)",
     )
+    add_model_choice_arguments(parser)
     parser.add_argument("--ctx", type=int, default=0, help="context size in tokens (default: min(model, 4096))")
     parser.add_argument("--max-tokens", type=int, default=512, help="longest reply, in tokens")
     parser.add_argument("--system", default="", help="system prompt")
@@ -35,17 +36,13 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _demo_model() -> Path:
-    from engine.synth import write_model
-
-    path = cache_dir() / DEMO_MODEL
-    return path if path.exists() else write_model(path, preset="tiny")
-
-
 def _model_path(args: argparse.Namespace) -> Path | None:
+    """The file to open at once, or None: then the app downloads `model_choice(args)` first."""
     if args.demo:
-        return _demo_model()
-    return args.model
+        return demo_model_path()
+    if args.model:
+        return args.model
+    return hub.cached_path(model_choice(args))  # no network: a cached model opens offline at once
 
 
 def _preset_name(args: argparse.Namespace) -> str:
@@ -62,16 +59,17 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(error))
     if args.ctx < 0 or args.max_tokens < 1:
         return _fail("--ctx must be 0 or more and --max-tokens at least 1")
+    if args.model and (args.repo or args.file):
+        return _fail("give either --model PATH or --repo/--file, not both")
     path = _model_path(args)
-    if path is None:
-        return _fail("no model given: pass --model PATH to a Bonsai .gguf file (or --demo to try the app)")
-    if not path.is_file():
+    if path is not None and not path.is_file():
         return _fail(f"{path}: no such file")
 
     from bonsai_tui.app import BonsaiApp, ChatOptions
 
     options = ChatOptions(
         model_path=path,
+        model_choice=model_choice(args),
         threads=args.threads,
         n_ctx=args.ctx,
         system_prompt=args.system,

@@ -1,0 +1,88 @@
+"""The first-run screen with Pilot: download from the (fake) hub into the chat, or a way on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, Input, Label
+
+from bonsai_tui import hub
+from bonsai_tui.app import BonsaiApp, ChatOptions
+from bonsai_tui.screens.chat import ChatScreen
+from bonsai_tui.screens.download import DownloadScreen
+from conftest import closed_port_url, point_at
+from fakehub import FakeHub
+
+pytestmark = pytest.mark.anyio
+KEY = f"{hub.DEFAULT_MODEL.repo}/{hub.DEFAULT_MODEL.filename}"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def error_text(app: BonsaiApp) -> str:
+    if not isinstance(app.screen, DownloadScreen):
+        return ""
+    return str(app.screen.query_one("#download-error", Label).render())
+
+
+async def until(pilot, condition) -> None:
+    for _ in range(3000):
+        if condition():
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the app never reached the expected state")
+
+
+def chat_is_open(app: BonsaiApp) -> bool:
+    return isinstance(app.screen, ChatScreen) and bool(app.screen.query("#conversation"))
+
+
+def first_run_app() -> BonsaiApp:
+    return BonsaiApp(ChatOptions(model_path=None, model_choice=hub.DEFAULT_MODEL, threads=1))
+
+
+async def test_download_then_chat(hf_cache: Path, monkeypatch, tiny_model_path: Path) -> None:
+    with FakeHub({KEY: tiny_model_path.read_bytes()}) as server:
+        server.behaviour.throttle_s = 0.02  # slow enough to see the screen
+        point_at(monkeypatch, server.url)
+        app = first_run_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DownloadScreen))
+            title = str(app.screen.query_one("#download-title", Label).render())
+            assert title == "Downloading Bonsai 1.7B"
+            await until(pilot, lambda: chat_is_open(app))
+    assert hub.cached_path(hub.DEFAULT_MODEL).read_bytes() == tiny_model_path.read_bytes()
+
+
+async def test_no_network_offers_retry_local_file_and_demo(hf_cache: Path, monkeypatch, tiny_model_path: Path) -> None:
+    point_at(monkeypatch, closed_port_url())
+    app = first_run_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: error_text(app) != "")
+        assert app.screen.query_one("#retry").display
+        error = error_text(app)
+        assert error.startswith("cannot reach the hub at http://127.0.0.1:")
+        assert app.screen.query_one("#demo", Button).label.plain == "Try the demo model"
+        path_input = app.screen.query_one("#local-path", Input)
+        path_input.value = "/nowhere/model.gguf"
+        await path_input.action_submit()
+        await pilot.pause()
+        assert str(app.screen.query_one("#download-error", Label).render()) == "/nowhere/model.gguf: no such file"
+        path_input.value = str(tiny_model_path)
+        await path_input.action_submit()
+        await until(pilot, lambda: chat_is_open(app))
+        assert app.screen.model.path == tiny_model_path
+
+
+async def test_demo_model_when_offline(hf_cache: Path, monkeypatch) -> None:
+    point_at(monkeypatch, closed_port_url())
+    app = first_run_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: error_text(app) != "")
+        app.screen.query_one("#demo", Button).press()
+        await until(pilot, lambda: chat_is_open(app))
+        assert "random weights" in app.screen.model.config.name
