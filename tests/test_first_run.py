@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import Button, Input, Label
+from textual.app import App
+from textual.widgets import Button, Input, Label, OptionList
 
 from bonsai_tui import hub
 from bonsai_tui.app import BonsaiApp, ChatOptions
 from bonsai_tui.screens.chat import ChatScreen
+from bonsai_tui.screens.confirm import ConfirmScreen
 from bonsai_tui.screens.download import DownloadScreen
+from bonsai_tui.screens.models import ModelsScreen
 from conftest import closed_port_url, point_at
 from fakehub import FakeHub
 
@@ -86,3 +89,40 @@ async def test_demo_model_when_offline(hf_cache: Path, monkeypatch) -> None:
         app.screen.query_one("#demo", Button).press()
         await until(pilot, lambda: chat_is_open(app))
         assert "random weights" in app.screen.model.config.name
+
+
+class PickerApp(App[None]):
+    """Hosts the models screen alone and records what it was dismissed with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.picked: list[hub.ModelChoice | None] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(ModelsScreen(), self.picked.append)
+
+
+def option_texts(app: App) -> list[str]:
+    options = app.screen.query_one(OptionList)
+    return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+
+async def test_models_picker_shows_sizes_downloads_and_deletes(hf_cache: Path, monkeypatch) -> None:
+    with FakeHub({KEY: b"x" * 2_000_000}) as server:
+        point_at(monkeypatch, server.url)
+        hub.download(hub.DEFAULT_MODEL)
+    app = PickerApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert option_texts(app) == [
+            "Bonsai 1.7B         2.0 MB   downloaded",
+            "Bonsai 4B           580 MB   to download",
+            "Bonsai 8B         1,160 MB   to download",
+        ]
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: "downloaded" not in option_texts(app)[0] if isinstance(app.screen, ModelsScreen) else False)
+        assert hub.cached_path(hub.DEFAULT_MODEL) is None
+        await pilot.press("down", "enter")
+    assert app.picked == [hub.BONSAI_MODELS[1]]

@@ -1,0 +1,80 @@
+"""Pick a Bonsai model (sizes, which are downloaded) or delete a downloaded one.
+
+Dismisses with the chosen ModelChoice, or None; the app then opens it, downloading it first if
+needed.
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Label, OptionList
+from textual.widgets.option_list import Option
+
+from bonsai_tui import hub
+from bonsai_tui.screens.confirm import ConfirmScreen
+
+
+def model_line(choice: hub.ModelChoice, downloaded: dict[tuple[str, str], int]) -> str:
+    size = downloaded.get((choice.repo, choice.filename))
+    if size is not None:
+        return f"{choice.name:<14} {size / 1e6:>8,.1f} MB   downloaded"
+    return f"{choice.name:<14} {choice.approx_bytes / 1e6:>8,.0f} MB   to download"
+
+
+class ModelsScreen(ModalScreen[hub.ModelChoice | None]):
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Close"),
+        Binding("d,delete", "delete", "Delete download"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="models-box") as box:
+            box.border_title = "Models"
+            yield OptionList(id="models-list")
+            yield Label("Enter opens · d deletes a downloaded model · models live in the Hugging Face cache",
+                        id="models-help")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_list()
+
+    def refresh_list(self) -> None:
+        downloaded = {(repo, name): size for repo, name, _, size in hub.cached_models()}
+        choices = list(hub.BONSAI_MODELS) + [
+            hub.known_choice(repo, name) for repo, name in downloaded if hub.known_choice(repo, name).label == ""
+        ]
+        options = self.query_one(OptionList)
+        options.clear_options()
+        options.add_options(Option(model_line(c, downloaded), id=f"{c.repo}/{c.filename}") for c in choices)
+        self.choices = {f"{c.repo}/{c.filename}": c for c in choices}
+        self.downloaded = downloaded
+        options.highlighted = 0
+        options.focus()
+
+    def _highlighted(self) -> hub.ModelChoice | None:
+        options = self.query_one(OptionList)
+        if options.highlighted is None:
+            return None
+        return self.choices[options.get_option_at_index(options.highlighted).id]
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.choices[event.option.id])
+
+    def action_delete(self) -> None:
+        choice = self._highlighted()
+        if choice is None or (choice.repo, choice.filename) not in self.downloaded:
+            self.notify("Only a downloaded model can be deleted.", severity="warning")
+            return
+        question = f"Delete {choice.name} from the Hugging Face cache? It would have to be downloaded again."
+        self.app.push_screen(ConfirmScreen(question, yes="Delete"), lambda yes: yes and self._delete(choice))
+
+    @work(thread=True, exit_on_error=False)
+    def _delete(self, choice: hub.ModelChoice) -> None:
+        freed = hub.delete_cached(choice.repo)
+        self.app.call_from_thread(self.notify, f"Deleted {choice.name} ({freed / 1e6:,.1f} MB freed).")
+        self.app.call_from_thread(self.refresh_list)
