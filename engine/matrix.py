@@ -17,7 +17,11 @@ import numpy as np
 from engine import kernels
 
 GEMV_MAX_ROWS = 4  # below this many input rows, per-row GEMV beats unpack + matmul
-DEQUANT_TILE_BYTES = 8 << 20  # float32 rows unpacked per matmul call
+# float32 rows unpacked per BLAS call (measured on pp5..pp512: 2 MB beat 8 MB by 10-40 %); a
+# handful of input rows barely reuses a tile, so then a tile small enough to stay in L2 wins
+TILE_BYTES = 2 << 20
+SMALL_BATCH, SMALL_BATCH_TILE_BYTES = 8, 256 << 10
+JOBS_PER_MATRIX = 8  # runs of tiles handed to the pool: few enough to be cheap, enough to balance
 
 
 _scratch = threading.local()
@@ -38,7 +42,6 @@ class Q1Matrix:
     def __init__(self, data: np.ndarray, cols: int, pool: ThreadPoolExecutor) -> None:
         self.data = data
         self.rows, self.cols = data.shape[0], cols
-        self.tile_rows = max(1, DEQUANT_TILE_BYTES // (4 * cols))
         self.pool = pool
 
     def sign_lut(self, x: np.ndarray) -> np.ndarray:
@@ -58,14 +61,20 @@ class Q1Matrix:
         if x.shape[0] <= GEMV_MAX_ROWS:
             return np.stack([self.matvec_lut(self.sign_lut(row)) for row in x])
         out = np.empty((x.shape[0], self.rows), dtype=np.float32)
-        tiles = [(start, min(start + self.tile_rows, self.rows)) for start in range(0, self.rows, self.tile_rows)]
-        list(self.pool.map(lambda tile: self._tile_product(x, *tile, out), tiles))  # re-raises errors
+        tile_bytes = SMALL_BATCH_TILE_BYTES if x.shape[0] <= SMALL_BATCH else TILE_BYTES
+        tile_rows = max(1, tile_bytes // (4 * self.cols))
+        starts = np.arange(0, self.rows, tile_rows)
+        jobs = [(share, tile_rows) for share in np.array_split(starts, min(len(starts), JOBS_PER_MATRIX))]
+        list(self.pool.map(lambda job: self._tiles_product(x, *job, out), jobs))  # re-raises errors
         return out
 
-    def _tile_product(self, x: np.ndarray, start: int, stop: int, out: np.ndarray) -> None:
-        tile = tile_buffer((stop - start) * self.cols).reshape(-1, self.cols)
-        kernels.q1_dequantize(self.data, start, stop, tile)
-        np.matmul(x, tile.T, out=out[:, start:stop])
+    def _tiles_product(self, x: np.ndarray, starts: np.ndarray, tile_rows: int, out: np.ndarray) -> None:
+        """One worker's share: unpack each tile of rows into this thread's buffer, multiply it."""
+        for start in starts:
+            stop = min(int(start) + tile_rows, self.rows)
+            tile = tile_buffer((stop - start) * self.cols).reshape(-1, self.cols)
+            kernels.q1_dequantize(self.data, int(start), stop, tile)
+            np.matmul(x, tile.T, out=out[:, start:stop])
 
     def rows_as_float(self, ids: np.ndarray) -> np.ndarray:
         out = np.empty((len(ids), self.cols), dtype=np.float32)
