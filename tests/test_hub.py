@@ -133,3 +133,10 @@ def test_cli_download_and_models(fake_hub: FakeHub, hf_cache: Path, tmp_path: Pa
     assert "prism-ml/Bonsai-1.7B-gguf" in listing.stdout and "3.1 MB" in listing.stdout
     missing = run("download", "--repo", "someone/else", "--file", "x.gguf")
     assert missing.returncode == 2 and missing.stderr.strip() == "bonsai-tui: no repository someone/else on the hub (or it is private: set HF_TOKEN)"
+
+
+def test_offline_mode_with_a_cached_copy(fake_hub: FakeHub, monkeypatch) -> None:
+    path = hub.download(hub.DEFAULT_MODEL)
+    fake_hub.behaviour.requests.clear()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub.download(hub.DEFAULT_MODEL) == path and fake_hub.behaviour.requests == []
