@@ -152,6 +152,14 @@ class GGUFFile:
             )
         return TensorInfo(name, shape, ggml_type, offset, nbytes)
 
+    def release(self, name: str) -> None:
+        """Tell the kernel we are done with a tensor's pages (after copying it): they leave this
+        process's resident memory and come back from the page cache if read again."""
+        info = self.tensors[name]
+        start = info.offset - info.offset % mmap.PAGESIZE
+        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED, start, info.offset + info.nbytes - start)
+
     def tensor(self, name: str) -> np.ndarray:
         """F32/F16 tensors in their shape; Q1_0 as uint8 rows of 18-byte blocks."""
         info = self.tensors[name]

@@ -7,6 +7,11 @@ and weight j of a block is +d if bit (j % 8) of bit-byte (j // 8) is set (LSB fi
 Decode multiplies each matrix by one activation vector (GEMV). Instead of testing bits, we build
 a lookup table once per input vector: for each group of 8 activations, the 256 possible signed
 sums. Each weight byte then costs one table load and one add (the T-MAC idea).
+
+The whole table (256 KB for 2048 inputs) does not fit L1, but one block column of it (16 KB) does.
+So the loader regroups each matrix into tiles of ROW_TILE rows, stored block column by block
+column ([tile, block, row in tile, 18 bytes]: same bytes, other order): the kernel reads the
+weights sequentially while the slice of the table it needs stays in L1. 2.3x faster than rows.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from numba import njit, prange
 Q1_BLOCK = 128  # weights per block
 Q1_BLOCK_BYTES = 18  # 2 bytes scale + 16 bytes bits
 Q1_BITS_BYTES = 16
+ROW_TILE = 64  # rows per tile of the regrouped layout (measured: 16 -> 29, 64 -> 43 G weights/s)
 
 
 # fp16 exponent field -> its power of two (field 0: subnormals, 2^-24 per mantissa unit)
@@ -48,76 +54,76 @@ def build_sign_lut(x: np.ndarray, lut: np.ndarray) -> None:
         for j in range(8):
             total += x[base + j]
         lut[g, 0] = -total
-        for b in range(1, 256):
-            low = b & (-b)  # lowest set bit: entry b = entry without it + 2 * that activation
-            j = 0
-            while (1 << j) != low:
-                j += 1
-            lut[g, b] = lut[g, b ^ low] + 2.0 * x[base + j]
+        # entries with highest bit j = the entries below 2^j, with activation j's sign flipped to +
+        for j in range(8):
+            flip = np.float32(2.0) * x[base + j]
+            half = 1 << j
+            for b in range(half):
+                lut[g, half + b] = lut[g, b] + flip
 
 
-@njit(cache=True, inline="always")
-def q1_block_dot(w: np.ndarray, r: int, blk: int, lut: np.ndarray) -> np.float32:
-    """One block of row r times the activations whose sign table is lut (flattened [groups*256])."""
-    at = blk * Q1_BLOCK_BYTES + 2
-    base = blk * Q1_BITS_BYTES * 256
-    # four partial sums: float adds are a latency chain, one sum would stall on each
-    s0 = np.float32(0.0)
-    s1 = np.float32(0.0)
-    s2 = np.float32(0.0)
-    s3 = np.float32(0.0)
-    for k in range(0, Q1_BITS_BYTES, 4):
-        s0 += lut[base + k * 256 + w[r, at + k]]
-        s1 += lut[base + (k + 1) * 256 + w[r, at + k + 1]]
-        s2 += lut[base + (k + 2) * 256 + w[r, at + k + 2]]
-        s3 += lut[base + (k + 3) * 256 + w[r, at + k + 3]]
-    return fp16_to_float(w[r, at - 2], w[r, at - 1]) * ((s0 + s1) + (s2 + s3))
+def q1_tiles(rows_bytes: np.ndarray) -> np.ndarray:
+    """Regroup a Q1_0 matrix (uint8 [rows, n_blocks*18]) as [tiles, n_blocks, ROW_TILE, 18].
+
+    The last tile is padded with zero blocks (scale 0: they contribute nothing).
+    """
+    rows, row_bytes = rows_bytes.shape
+    n_tiles = -(-rows // ROW_TILE)
+    padded = rows_bytes
+    if n_tiles * ROW_TILE != rows:
+        padded = np.zeros((n_tiles * ROW_TILE, row_bytes), dtype=np.uint8)
+        padded[:rows] = rows_bytes
+    blocks = padded.reshape(n_tiles, ROW_TILE, row_bytes // Q1_BLOCK_BYTES, Q1_BLOCK_BYTES)
+    return np.ascontiguousarray(blocks.transpose(0, 2, 1, 3))
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def q1_gemv_lut(w: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
-    """out[r] = dot(row r of the Q1_0 matrix w, x), with lut = build_sign_lut(x) flattened.
-
-    Two rows per step: each table entry fetched for one row is usually still in L1 for the other.
-    """
-    rows = w.shape[0]
-    n_blocks = w.shape[1] // Q1_BLOCK_BYTES
-    for pair in prange((rows + 1) // 2):
-        r = 2 * pair
-        second = r + 1 < rows
-        acc0 = np.float32(0.0)
-        acc1 = np.float32(0.0)
+def q1_gemv_lut(tiles: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
+    """out[r] = dot(row r, x) for a tiled Q1_0 matrix, with lut = build_sign_lut(x) flattened."""
+    n_tiles, n_blocks = tiles.shape[0], tiles.shape[1]
+    rows = out.shape[0]
+    for t in prange(n_tiles):
+        acc = np.zeros(ROW_TILE, dtype=np.float32)
         for blk in range(n_blocks):
-            acc0 += q1_block_dot(w, r, blk, lut)
-            if second:
-                acc1 += q1_block_dot(w, r + 1, blk, lut)
-        out[r] = acc0
-        if second:
-            out[r + 1] = acc1
+            base = blk * Q1_BITS_BYTES * 256  # this block column's slice of the table
+            for r in range(ROW_TILE):
+                block = tiles[t, blk, r]
+                # four partial sums: float adds are a latency chain, one sum would stall on each
+                s0 = np.float32(0.0)
+                s1 = np.float32(0.0)
+                s2 = np.float32(0.0)
+                s3 = np.float32(0.0)
+                for k in range(0, Q1_BITS_BYTES, 4):
+                    s0 += lut[base + k * 256 + block[2 + k]]
+                    s1 += lut[base + (k + 1) * 256 + block[3 + k]]
+                    s2 += lut[base + (k + 2) * 256 + block[4 + k]]
+                    s3 += lut[base + (k + 3) * 256 + block[5 + k]]
+                acc[r] += fp16_to_float(block[0], block[1]) * ((s0 + s1) + (s2 + s3))
+        for r in range(min(ROW_TILE, rows - t * ROW_TILE)):
+            out[t * ROW_TILE + r] = acc[r]
 
 
 @njit(cache=True, nogil=True)
-def q1_dequantize(w: np.ndarray, row_start: int, row_stop: int, out: np.ndarray) -> None:
-    """Rows [row_start, row_stop) of a Q1_0 matrix as float32 into out[0 : row_stop-row_start].
+def q1_dequantize(tiles: np.ndarray, row_start: int, row_stop: int, out: np.ndarray) -> None:
+    """Rows [row_start, row_stop) of a tiled Q1_0 matrix as float32 into out[0 : row_stop-row_start].
 
     Single-threaded and GIL-free: prefill runs one of these per worker thread, each on its own tile.
     """
-    n_blocks = w.shape[1] // Q1_BLOCK_BYTES
     for i in range(row_stop - row_start):
-        row = w[row_start + i]
-        for blk in range(n_blocks):
-            at = blk * Q1_BLOCK_BYTES
-            d = fp16_to_float(row[at], row[at + 1])
+        t, r = divmod(row_start + i, ROW_TILE)
+        for blk in range(tiles.shape[1]):
+            block = tiles[t, blk, r]
+            d = fp16_to_float(block[0], block[1])
             for j in range(Q1_BLOCK):
-                bit = (row[at + 2 + (j >> 3)] >> (j & 7)) & 1
+                bit = (block[2 + (j >> 3)] >> (j & 7)) & 1
                 out[i, blk * Q1_BLOCK + j] = d * np.float32(2 * np.int32(bit) - 1)
 
 
 @njit(cache=True, nogil=True)
-def q1_embed(w: np.ndarray, tokens: np.ndarray, out: np.ndarray) -> None:
-    """Embedding lookup: dequantize the rows `tokens` of a Q1_0 table."""
+def q1_embed(tiles: np.ndarray, tokens: np.ndarray, out: np.ndarray) -> None:
+    """Embedding lookup: dequantize the rows `tokens` of a tiled Q1_0 table."""
     for t in range(tokens.shape[0]):
-        q1_dequantize(w, tokens[t], tokens[t] + 1, out[t : t + 1])
+        q1_dequantize(tiles, tokens[t], tokens[t] + 1, out[t : t + 1])
 
 
 # ---- normalisation, activation ------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Weight matrices: y = x @ W.T for a batch of rows x, whatever the storage type.
 
-Q1_0 matrices stay as their mapped 1-bit bytes. One row of x (decode) goes through the lookup-table
+Q1_0 matrices stay 1-bit: their bytes are regrouped once at load (see kernels.py), never expanded. One row of x (decode) goes through the lookup-table
 GEMV kernel; a batch (prefill) is compute-bound, so tiles of rows are unpacked to float32 and handed
 to numpy's BLAS matmul, never the whole matrix at once. Prefill tiles are spread over a pool of
 threads, each unpacking and multiplying its own tile with a single-threaded BLAS: BLAS's own
@@ -37,10 +37,10 @@ def tile_buffer(n_floats: int) -> np.ndarray:
 
 
 class Q1Matrix:
-    """A [rows, cols] Q1_0 matrix backed by the file's bytes (uint8 [rows, cols/128*18])."""
+    """A [rows, cols] Q1_0 matrix: the file's bytes, regrouped in row tiles (kernels.q1_tiles)."""
 
     def __init__(self, data: np.ndarray, cols: int, pool: ThreadPoolExecutor) -> None:
-        self.data = data
+        self.tiles = kernels.q1_tiles(data)
         self.rows, self.cols = data.shape[0], cols
         self.pool = pool
 
@@ -53,7 +53,7 @@ class Q1Matrix:
         """Product with the vector whose sign table is `lut` (share one table across matrices)."""
         if out is None:
             out = np.empty(self.rows, dtype=np.float32)
-        kernels.q1_gemv_lut(self.data, lut.reshape(-1), out)
+        kernels.q1_gemv_lut(self.tiles, lut.reshape(-1), out)
         return out
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
@@ -73,12 +73,12 @@ class Q1Matrix:
         for start in starts:
             stop = min(int(start) + tile_rows, self.rows)
             tile = tile_buffer((stop - start) * self.cols).reshape(-1, self.cols)
-            kernels.q1_dequantize(self.data, int(start), stop, tile)
+            kernels.q1_dequantize(self.tiles, int(start), stop, tile)
             np.matmul(x, tile.T, out=out[:, start:stop])
 
     def rows_as_float(self, ids: np.ndarray) -> np.ndarray:
         out = np.empty((len(ids), self.cols), dtype=np.float32)
-        kernels.q1_embed(self.data, ids.astype(np.int64), out)
+        kernels.q1_embed(self.tiles, ids.astype(np.int64), out)
         return out
 
 

@@ -84,7 +84,9 @@ class Model:
     def _matrix(self, name: str, rows: int, cols: int) -> Matrix:
         info = self._info(name, (rows, cols))
         data = self.file.tensor(name)
-        return Q1Matrix(data, cols, self.pool) if info.ggml_type == GGML_Q1_0 else DenseMatrix(data)
+        matrix = Q1Matrix(data, cols, self.pool) if info.ggml_type == GGML_Q1_0 else DenseMatrix(data)
+        self.file.release(name)  # both keep their own copy; the mapped pages need not stay resident
+        return matrix
 
     def _vector(self, name: str, size: int) -> np.ndarray:
         self._info(name, (size,))

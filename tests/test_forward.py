@@ -32,11 +32,11 @@ def test_q1_layout_matches_the_spec() -> None:
     signs = np.where(np.arange(256) % 3 == 0, 1.0, -1.0)
     row = q1_row(0.5, signs)
     out = np.empty((1, 256), np.float32)
-    kernels.q1_dequantize(row, 0, 1, out)
+    kernels.q1_dequantize(kernels.q1_tiles(row), 0, 1, out)
     np.testing.assert_array_equal(out[0], 0.5 * signs)
     # weight 0 is bit 0 of the first bit byte: flip it alone
     row[0, 2] ^= 1
-    kernels.q1_dequantize(row, 0, 1, out)
+    kernels.q1_dequantize(kernels.q1_tiles(row), 0, 1, out)
     assert out[0, 0] == -0.5 and out[0, 3] == 0.5
 
 
@@ -48,7 +48,7 @@ def test_fp16_scale_decoding(half: int) -> None:
 
 def test_lut_gemv_and_tiled_gemm_match_dense_float64() -> None:
     rng = np.random.default_rng(1)
-    data = random_q1(rng, 300, 512, 0.05)
+    data = random_q1(rng, 300, 512, 0.05)  # 300 rows: four full row tiles and a padded one
     dense = reference_dense(data, 512)
     matrix = Q1Matrix(data, 512, ThreadPoolExecutor(2))
     x = rng.standard_normal((9, 512)).astype(np.float32)
