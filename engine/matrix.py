@@ -16,11 +16,8 @@ import numpy as np
 
 from engine import kernels
 
-GEMV_MAX_ROWS = 4  # below this many input rows, per-row GEMV beats unpack + matmul
-# float32 rows unpacked per BLAS call (measured on pp5..pp512: 2 MB beat 8 MB by 10-40 %); a
-# handful of input rows barely reuses a tile, so then a tile small enough to stay in L2 wins
-TILE_BYTES = 2 << 20
-SMALL_BATCH, SMALL_BATCH_TILE_BYTES = 8, 256 << 10
+GEMV_MAX_ROWS = 24  # up to this many input rows, one GEMV per row beats unpack + matmul (measured)
+TILE_BYTES = 2 << 20  # float32 rows unpacked per BLAS call (measured on pp58..pp512: 2 MB beat 8 MB)
 JOBS_PER_MATRIX = 8  # runs of tiles handed to the pool: few enough to be cheap, enough to balance
 
 
@@ -61,8 +58,7 @@ class Q1Matrix:
         if x.shape[0] <= GEMV_MAX_ROWS:
             return np.stack([self.matvec_lut(self.sign_lut(row)) for row in x])
         out = np.empty((x.shape[0], self.rows), dtype=np.float32)
-        tile_bytes = SMALL_BATCH_TILE_BYTES if x.shape[0] <= SMALL_BATCH else TILE_BYTES
-        tile_rows = max(1, tile_bytes // (4 * self.cols))
+        tile_rows = max(1, TILE_BYTES // (4 * self.cols))
         starts = np.arange(0, self.rows, tile_rows)
         jobs = [(share, tile_rows) for share in np.array_split(starts, min(len(starts), JOBS_PER_MATRIX))]
         list(self.pool.map(lambda job: self._tiles_product(x, *job, out), jobs))  # re-raises errors

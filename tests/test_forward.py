@@ -10,13 +10,16 @@ import pytest
 import engine
 import reference
 from engine import kernels
-from engine.matrix import Q1Matrix
+from engine.matrix import GEMV_MAX_ROWS, Q1Matrix
 from engine.synth import random_q1, write_model
 
 # float32 engine vs float64 reference, tiny models with logits of order 1-5
 LOGIT_ATOL = 2e-4
 
-PROMPT = "<|im_start|>user\nhello there, how are you today?<|im_end|>\n<|im_start|>assistant\n"
+PROMPT = (  # longer than GEMV_MAX_ROWS tokens, so a whole-prompt pass takes the batch (GEMM) path
+    "<|im_start|>user\nhello there, how are you today? tell me about the trees and the sea "
+    "and the rocks where the old bonsai grows<|im_end|>\n<|im_start|>assistant\n"
+)
 
 
 def q1_row(scale: float, signs: np.ndarray) -> np.ndarray:
@@ -51,7 +54,7 @@ def test_lut_gemv_and_tiled_gemm_match_dense_float64() -> None:
     data = random_q1(rng, 300, 512, 0.05)  # 300 rows: four full row tiles and a padded one
     dense = reference_dense(data, 512)
     matrix = Q1Matrix(data, 512, ThreadPoolExecutor(2))
-    x = rng.standard_normal((9, 512)).astype(np.float32)
+    x = rng.standard_normal((GEMV_MAX_ROWS + 6, 512)).astype(np.float32)
     expected = x.astype(np.float64) @ dense.T
     np.testing.assert_allclose(matrix.matmul(x[:1]), expected[:1], atol=1e-4)  # GEMV path
     np.testing.assert_allclose(matrix.matmul(x), expected, atol=1e-4)  # dequantize + BLAS path
@@ -82,6 +85,7 @@ def test_logits_match_float64_reference(variant_path) -> None:
     ids = model.tokenize(PROMPT)
     got = model.logits(ids)
     want = reference.forward(str(variant_path), ids)
+    assert len(ids) > GEMV_MAX_ROWS
     assert got.shape == (len(ids), model.config.n_vocab) and got.dtype == np.float32
     assert np.abs(got - want).max() < LOGIT_ATOL
     np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
@@ -98,9 +102,12 @@ def test_config_comes_from_metadata(tiny_model: engine.Model) -> None:
 def test_prefill_then_decode_equals_one_pass(tiny_model: engine.Model) -> None:
     ids = tiny_model.tokenize(PROMPT)
     full = tiny_model.logits(ids)
-    cache = tiny_model.new_cache(64)
-    chunked = [tiny_model.forward(ids[:7], cache, 0, all_logits=True)]  # batch (GEMM) path
-    chunked += [tiny_model.forward([t], cache, 7 + i, all_logits=True) for i, t in enumerate(ids[7:])]
+    cache = tiny_model.new_cache(128)
+    batch = GEMV_MAX_ROWS + 1
+    assert len(ids) > batch + 3
+    chunked = [tiny_model.forward(ids[:batch], cache, 0, all_logits=True)]  # batch (GEMM) path
+    chunked += [tiny_model.forward(ids[batch : batch + 3], cache, batch, all_logits=True)]  # a few rows: GEMV
+    chunked += [tiny_model.forward([t], cache, batch + 3 + i, all_logits=True) for i, t in enumerate(ids[batch + 3 :])]
     np.testing.assert_allclose(np.concatenate(chunked), full, atol=1e-4)
 
 

@@ -15,7 +15,6 @@ import engine
 from bonsai_tui.cli import log_crash
 from bonsai_tui.widgets.prompt_input import PromptInput
 from engine.errors import EngineError
-from engine.matrix import GEMV_MAX_ROWS
 
 STEPS = (
     "Opening the model file",
@@ -85,8 +84,7 @@ class LoadingScreen(Screen[LoadedModel]):
             self.app.call_from_thread(self._show_step, 1)
             model.forward([0], model.new_cache(1), 0)
             self.app.call_from_thread(self._show_step, 2)
-            warm = [0] * (GEMV_MAX_ROWS + 1)  # long enough to take the prefill (GEMM) path
-            model.forward(warm, model.new_cache(len(warm)), 0)
+            model.forward([0, 1], model.new_cache(2), 0)
         except (EngineError, OSError) as error:
             self.app.call_from_thread(self._show_error, str(error))
             return
