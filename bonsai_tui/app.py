@@ -23,6 +23,7 @@ from bonsai_tui.demo import demo_model_path
 from bonsai_tui.screens.chat import ChatScreen
 from bonsai_tui.screens.download import DownloadScreen
 from bonsai_tui.screens.loading import LoadedModel, LoadingScreen
+from bonsai_tui.screens.models import ModelsScreen
 from bonsai_tui.settings import config_dir, log_path
 from bonsai_tui.widgets.params_panel import MODEL_DEFAULT, GenerationSettings
 from engine.model import Model
@@ -99,8 +100,24 @@ class BonsaiApp(App[None]):
             self._open_model(self.options.model_path)
 
     def _open_model(self, path: Path | None) -> None:
+        if path is None:
+            return
+        while len(self.screen_stack) > 1:  # switching models: the old chat (and its model) goes
+            self.pop_screen()
+        self.push_screen(LoadingScreen(path, self.options.threads), self._model_loaded)
+
+    def action_models(self) -> None:
+        self.push_screen(ModelsScreen(), self._model_chosen)
+
+    def _model_chosen(self, choice: hub.ModelChoice | None) -> None:
+        if choice is None:
+            return
+        path = hub.cached_path(choice)
         if path is not None:
-            self.push_screen(LoadingScreen(path, self.options.threads), self._model_loaded)
+            hub.remember_choice(choice)
+            self._open_model(path)
+        else:
+            self.push_screen(DownloadScreen(choice, demo_model_path), self._open_model)
 
     def _model_loaded(self, loaded: LoadedModel | None) -> None:
         if loaded is None:
@@ -128,5 +145,6 @@ class BonsaiApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield SystemCommand("Models", "Pick, download or delete a Bonsai model", self.action_models)
         if isinstance(screen, ChatScreen):
             yield from screen.palette_commands()

@@ -10,6 +10,7 @@ from textual.widgets import Button, Input, Label, OptionList
 
 from bonsai_tui import hub
 from bonsai_tui.app import BonsaiApp, ChatOptions
+from bonsai_tui.demo import demo_model_path
 from bonsai_tui.screens.chat import ChatScreen
 from bonsai_tui.screens.confirm import ConfirmScreen
 from bonsai_tui.screens.download import DownloadScreen
@@ -126,3 +127,18 @@ async def test_models_picker_shows_sizes_downloads_and_deletes(hf_cache: Path, m
         assert hub.cached_path(hub.DEFAULT_MODEL) is None
         await pilot.press("down", "enter")
     assert app.picked == [hub.BONSAI_MODELS[1]]
+
+
+async def test_switching_model_from_the_palette(hf_cache: Path, monkeypatch, tiny_model_path: Path) -> None:
+    with FakeHub({KEY: tiny_model_path.read_bytes()}) as server:
+        point_at(monkeypatch, server.url)
+        app = BonsaiApp(ChatOptions(model_path=demo_model_path(), threads=1))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: chat_is_open(app))
+            assert "random weights" in app.screen.model.config.name and "tiny" in app.screen.model.config.name
+            app.action_models()
+            await until(pilot, lambda: isinstance(app.screen, ModelsScreen))
+            await pilot.press("enter")  # Bonsai 1.7B: not downloaded yet, so the download screen first
+            await until(pilot, lambda: chat_is_open(app) and app.screen.model.path != demo_model_path())
+            assert app.screen.model.path == hub.cached_path(hub.DEFAULT_MODEL)
+            assert len(app.screen_stack) == 2  # the old chat is gone
