@@ -20,11 +20,14 @@ from textual.theme import Theme
 
 from bonsai_tui import hub
 from bonsai_tui.demo import demo_model_path
+from bonsai_tui.history import History
 from bonsai_tui.screens.chat import ChatScreen
 from bonsai_tui.screens.download import DownloadScreen
 from bonsai_tui.screens.loading import LoadedModel, LoadingScreen
 from bonsai_tui.screens.models import ModelsScreen
 from bonsai_tui.settings import config_dir, log_path
+from bonsai_tui.store import Store, StoreError
+from bonsai_tui.widgets.sidebar import ConversationSidebar
 from bonsai_tui.widgets.params_panel import MODEL_DEFAULT, GenerationSettings
 from engine.model import Model
 from engine.sampling import SamplingParams
@@ -73,8 +76,11 @@ class ChatOptions:
 
 class BonsaiApp(App[None]):
     TITLE = "bonsai-tui"
-    CSS_PATH = str(resources.files("bonsai_tui.assets") / "bonsai.tcss")
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+    CSS_PATH = [str(resources.files("bonsai_tui.assets") / name) for name in ("bonsai.tcss", "sidebar.tcss")]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f3", "toggle_history", "History"),
+    ]
 
     def __init__(self, options: ChatOptions) -> None:
         super().__init__()
@@ -82,6 +88,7 @@ class BonsaiApp(App[None]):
         self.register_theme(BONSAI_THEME)
         self.theme = self._remembered_theme()
         self.crash_message: str | None = None  # set when a bug ended the app
+        self.history: History | None = None  # None when the store cannot be opened
 
     def _handle_exception(self, error: Exception) -> None:
         """A bug still ends the app as in Textual, but the traceback goes to the log file and the
@@ -123,8 +130,81 @@ class BonsaiApp(App[None]):
         if loaded is None:
             return
         settings = self.options.settings_for(loaded.model)
-        chat = ChatScreen(loaded.model, settings, n_ctx=self.options.n_ctx, draft=loaded.draft, send_draft=loaded.send_draft)
+        self.history = self._open_history(str(loaded.model.path))
+        sidebar = None
+        if self.history is not None:
+            sidebar = ConversationSidebar(self.history.store, id="sidebar")
+            sidebar.display = False
+        chat = ChatScreen(
+            loaded.model, settings, n_ctx=self.options.n_ctx, draft=loaded.draft, send_draft=loaded.send_draft,
+            sidebar=sidebar,
+        )
         self.push_screen(chat)
+
+    def _open_history(self, model: str) -> History | None:
+        try:
+            return History(Store(), model)
+        except StoreError as error:
+            self.notify(f"{error}. Conversations will not be saved this time.", severity="error", timeout=15)
+            return None
+
+    # ---- history ----------------------------------------------------------------------------
+
+    def _sidebar(self) -> ConversationSidebar | None:
+        found = self.screen.query(ConversationSidebar)
+        return found.first() if found else None
+
+    def action_toggle_history(self) -> None:
+        sidebar = self._sidebar()
+        if sidebar is None:
+            self.notify("The history is not available.", severity="warning")
+            return
+        sidebar.display = not sidebar.display
+        if sidebar.display:
+            sidebar.option_list.focus()
+        elif isinstance(self.screen, ChatScreen):
+            self.screen.prompt.focus()
+
+    def on_chat_screen_conversation_changed(self, event: ChatScreen.ConversationChanged) -> None:
+        if self.history is None:
+            return
+        try:
+            self.history.save(event.messages, event.settings)
+        except StoreError as error:
+            self.notify(str(error), title="Not saved", severity="error")
+            return
+        sidebar = self._sidebar()
+        if sidebar is not None:
+            sidebar.reload()
+            sidebar.active_id = self.history.conversation_id
+
+    async def on_conversation_sidebar_selected(self, event: ConversationSidebar.Selected) -> None:
+        chat = self.screen
+        if self.history is None or not isinstance(chat, ChatScreen):
+            return
+        if chat.generator.busy:
+            self.notify("Wait for the reply to finish (or press Esc) before switching.", severity="warning")
+            return
+        try:
+            messages, settings = self.history.open(event.conversation_id, chat.settings)
+        except StoreError as error:
+            self.notify(str(error), severity="error")
+            return
+        await chat.load_conversation(messages, settings)
+        sidebar = self._sidebar()
+        if sidebar is not None:
+            sidebar.active_id = event.conversation_id
+        chat.prompt.focus()  # ready to continue the conversation
+
+    async def on_conversation_sidebar_new_requested(self) -> None:
+        if isinstance(self.screen, ChatScreen):
+            await self.screen.action_new_chat()
+
+    async def on_conversation_sidebar_deleted(self, event: ConversationSidebar.Deleted) -> None:
+        if self.history is not None and self.history.conversation_id == event.conversation_id:
+            self.history.conversation_id = None
+            if isinstance(self.screen, ChatScreen) and not self.screen.generator.busy:
+                await self.screen.action_new_chat()
 
     # ---- themes -----------------------------------------------------------------------------
 
@@ -146,5 +226,6 @@ class BonsaiApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Models", "Pick, download or delete a Bonsai model", self.action_models)
+        yield SystemCommand("History", "Show or hide the saved conversations (F3)", self.action_toggle_history)
         if isinstance(screen, ChatScreen):
             yield from screen.palette_commands()

@@ -18,6 +18,7 @@ from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from bonsai_tui.engine_worker import ReplyFailed, ReplyFinished, ReplyGenerator, ReplyTokens
@@ -47,7 +48,7 @@ class ChatScreen(Screen[None]):
     ]
 
     class ConversationChanged(Message):
-        """A reply finished or the chat was cleared: the state to save (history integration)."""
+        """A message was sent, a reply ended, or the chat was cleared: the state to save."""
 
         def __init__(self, messages: list[dict[str, Any]], settings: GenerationSettings) -> None:
             super().__init__()
@@ -57,9 +58,16 @@ class ChatScreen(Screen[None]):
     enable_thinking: reactive[bool] = reactive(False)
 
     def __init__(
-        self, model: Model, settings: GenerationSettings, n_ctx: int = 0, draft: str = "", send_draft: bool = False
+        self,
+        model: Model,
+        settings: GenerationSettings,
+        n_ctx: int = 0,
+        draft: str = "",
+        send_draft: bool = False,
+        sidebar: Widget | None = None,
     ) -> None:
         super().__init__()
+        self.sidebar = sidebar  # the history, shown at the left when the app has one
         self.draft = draft
         self.send_draft = send_draft
         self.model = model
@@ -73,7 +81,9 @@ class ChatScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
-            yield Container(id="sidebar-slot")  # the app mounts the history sidebar here
+            with Container(id="sidebar-slot"):
+                if self.sidebar is not None:
+                    yield self.sidebar
             with Vertical(id="chat-column"):
                 with VerticalScroll(id="conversation"):
                     yield Static(self._welcome_text(), id="welcome", markup=False)
@@ -196,6 +206,7 @@ class ChatScreen(Screen[None]):
         messages = self.engine_messages()
         await self._mount_messages([self._reply])
         self._reply.start_stream()
+        self._announce_change()  # the user's message is saved now, the reply when it ends
         self.generator.start(messages, self.settings.max_tokens, self.enable_thinking)
         self.refresh_bindings()
 
@@ -376,7 +387,11 @@ class ChatScreen(Screen[None]):
             ("Chat", self.BINDINGS),
             ("Message box", [Binding("enter", "", "Send"), Binding("ctrl+j", "", "New line (also Shift+Enter where the terminal sends it)"), Binding("up", "", "Edit your last message (when the box is empty)")]),
             ("A focused message (Tab / Shift+Tab or click)", ChatMessage.BINDINGS),
-            ("App", [Binding("ctrl+p", "", "Command palette: every action"), Binding("ctrl+q", "", "Quit")]),
+            ("App", [
+                Binding("ctrl+p", "", "Command palette: every action"),
+                Binding("f3", "", "History: saved conversations (n new, r rename, d delete, / search)"),
+                Binding("ctrl+q", "", "Quit"),
+            ]),
         ]
         self.app.push_screen(HelpScreen(sections))
 
