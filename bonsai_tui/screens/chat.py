@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Button, Footer, Static
 
 from bonsai_tui.engine_worker import ReplyFailed, ReplyFinished, ReplyGenerator, ReplyTokens
 from bonsai_tui.screens.context_full import ContextChoice, ContextFullScreen
@@ -35,6 +35,19 @@ from engine.session import ChatSession, GenerationStats, StopReason
 
 WIDE_ENOUGH_FOR_PANEL = 120  # columns from which the sampling panel opens by default
 BUSY_NOTICE = "Bonsai is still replying: press Esc to stop it first (your text stays in the box)."
+
+
+VISIBLE_MESSAGES = 50  # of a reopened conversation, shown at once; older ones on request
+
+
+def message_from(entry: dict[str, Any]) -> ChatMessage:
+    """A message widget from the history's saved form."""
+    return ChatMessage(
+        entry["role"],
+        entry["content"],
+        stats=GenerationStats(**entry["stats"]) if "stats" in entry else None,
+        stop_reason=StopReason(entry["stop_reason"]) if "stop_reason" in entry else None,
+    )
 
 
 class ChatScreen(Screen[None]):
@@ -76,6 +89,9 @@ class ChatScreen(Screen[None]):
         self.generator = ReplyGenerator(self, self.session)
         self._reply: ChatMessage | None = None
         self._editing: ChatMessage | None = None
+        # a reopened long conversation shows its last messages; the older ones wait here (saved
+        # form, oldest first) until asked for, but are still sent to the model
+        self._older: list[dict[str, Any]] = []
 
     # ---- layout -----------------------------------------------------------------------------
 
@@ -86,6 +102,7 @@ class ChatScreen(Screen[None]):
                     yield self.sidebar
             with Vertical(id="chat-column"):
                 with VerticalScroll(id="conversation"):
+                    yield Button("", id="earlier")
                     yield Static(self._welcome_text(), id="welcome", markup=False)
                 yield PromptInput(id="prompt")
                 yield StatusBar(self._model_summary(), id="status")
@@ -137,12 +154,13 @@ class ChatScreen(Screen[None]):
     def engine_messages(self) -> list[dict[str, str]]:
         """What the model is sent: the system prompt, then every turn not dropped."""
         system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
+        older = [{"role": e["role"], "content": e["content"]} for e in self._older if not e.get("dropped")]
         turns = [m.as_chat for m in self.chat_messages if m is not self._reply and not m.has_class("-dropped")]
-        return system + turns
+        return system + older + turns
 
     def saved_messages(self) -> list[dict[str, Any]]:
         """The conversation with each reply's stats, as the history stores it."""
-        saved: list[dict[str, Any]] = []
+        saved: list[dict[str, Any]] = [{k: v for k, v in e.items() if k != "dropped"} for e in self._older]
         for message in self.chat_messages:
             entry: dict[str, Any] = dict(message.as_chat)
             if message.stats is not None and message.stop_reason is not None:
@@ -152,21 +170,30 @@ class ChatScreen(Screen[None]):
         return saved
 
     async def load_conversation(self, messages: list[dict[str, Any]], settings: GenerationSettings) -> None:
-        """Show a saved conversation (from the history) and its settings."""
+        """Show a saved conversation (from the history) and its settings: the last VISIBLE_MESSAGES
+        at once, older ones on request, so a conversation of thousands opens instantly."""
         await self._clear()
         self.settings = settings
         self.session.params = settings.params
         self.query_one("#params", ParamsPanel).load(settings)
-        await self._mount_messages(
-            ChatMessage(
-                entry["role"],
-                entry["content"],
-                stats=GenerationStats(**entry["stats"]) if "stats" in entry else None,
-                stop_reason=StopReason(entry["stop_reason"]) if "stop_reason" in entry else None,
-            )
-            for entry in messages
-            if entry["role"] in ("user", "assistant")
-        )
+        entries = [entry for entry in messages if entry["role"] in ("user", "assistant")]
+        self._older = entries[:-VISIBLE_MESSAGES]
+        await self._mount_messages(map(message_from, entries[-VISIBLE_MESSAGES:]))
+        self._show_earlier_button()
+
+    def _show_earlier_button(self) -> None:
+        button = self.query_one("#earlier", Button)
+        button.display = bool(self._older)
+        button.label = f"↑ Show {min(len(self._older), VISIBLE_MESSAGES)} earlier messages ({len(self._older)} not shown)"
+
+    @on(Button.Pressed, "#earlier")
+    async def show_earlier(self) -> None:
+        batch, self._older = self._older[-VISIBLE_MESSAGES:], self._older[:-VISIBLE_MESSAGES]
+        widgets = [message_from(entry) for entry in batch]
+        for widget, entry in zip(widgets, batch):
+            widget.set_class(bool(entry.get("dropped")), "-dropped")
+        await self.query_one("#conversation", VerticalScroll).mount_all(widgets, after="#earlier")
+        self._show_earlier_button()
 
     async def _mount_messages(self, messages: Iterable[ChatMessage]) -> None:
         conversation = self.query_one("#conversation", VerticalScroll)
@@ -176,6 +203,8 @@ class ChatScreen(Screen[None]):
 
     async def _clear(self) -> None:
         await self.query_one("#conversation").query_children(ChatMessage).remove()
+        self._older = []
+        self._show_earlier_button()
         self.query_one("#welcome").display = True
         self._cancel_edit()
         self.status.last_stats = None
@@ -282,7 +311,11 @@ class ChatScreen(Screen[None]):
             self.notify(f"Even the last message alone is too long: {error}", severity="error", timeout=10)
             return False
         dropped = len(messages) - len(kept)
-        for message in [m for m in self.chat_messages if not m.has_class("-dropped")][:dropped]:
+        left = dropped
+        for entry in [e for e in self._older if not e.get("dropped")][:left]:
+            entry["dropped"] = True
+            left -= 1
+        for message in [m for m in self.chat_messages if not m.has_class("-dropped")][:left]:
             message.add_class("-dropped")
         self.notify(f"Dropped the {dropped} oldest messages from the context (they stay visible, greyed).")
         return True
