@@ -15,6 +15,18 @@ from engine.synth import write_model
 TEST_DATA = Path(os.environ.get("BONSAI_TEST_DATA", Path.home() / ".cache" / "bonsai-tui-test-data"))
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Pilot tests (marked anyio) run on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own app files (settings, history, logs, caches)."""
+    monkeypatch.setenv("BONSAI_TUI_HOME", str(tmp_path / "home"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_model(tmp_path_factory.mktemp("models") / "tiny.gguf", preset="tiny", seed=0)
@@ -64,3 +76,12 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("BONSAI_TUI_HOME", str(tmp_path / "home"))
     return cache
+
+
+async def until(pilot, condition) -> None:
+    """Let a Pilot-driven app run until `condition()` holds (about 20 s at most)."""
+    for _ in range(2000):
+        if condition():
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the app never reached the expected state")

@@ -32,16 +32,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BONSAI_TUI_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture
 def sampled(monkeypatch: pytest.MonkeyPatch) -> list[SamplingParams]:
     """The parameters the engine sampled each token with (wraps the real sampler)."""
     seen: list[SamplingParams] = []

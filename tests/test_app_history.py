@@ -11,19 +11,9 @@ from textual.widgets import Button
 from bonsai_tui.store import Store
 from bonsai_tui.widgets.sidebar import ConversationSidebar
 from engine.session import StopReason
-from test_app import PausedEngine, make_app, open_chat, paused_engine, send, start_paused_reply, wait_for  # noqa: F401
+from test_app import PausedEngine, make_app, open_chat, paused_engine, send, start_paused_reply, wait_for  # noqa: F401, F811 (fixture)
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BONSAI_TUI_HOME", str(tmp_path / "home"))
 
 
 def stored() -> list:

@@ -15,30 +15,17 @@ from bonsai_tui.screens.chat import ChatScreen
 from bonsai_tui.screens.confirm import ConfirmScreen
 from bonsai_tui.screens.download import DownloadScreen
 from bonsai_tui.screens.models import ModelsScreen
-from conftest import closed_port_url, point_at
+from conftest import closed_port_url, point_at, until
 from fakehub import FakeHub
 
 pytestmark = pytest.mark.anyio
 KEY = f"{hub.DEFAULT_MODEL.repo}/{hub.DEFAULT_MODEL.filename}"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def error_text(app: BonsaiApp) -> str:
     if not isinstance(app.screen, DownloadScreen):
         return ""
     return str(app.screen.query_one("#download-error", Label).render())
-
-
-async def until(pilot, condition) -> None:
-    for _ in range(3000):
-        if condition():
-            return
-        await pilot.pause(0.01)
-    raise AssertionError("the app never reached the expected state")
 
 
 def chat_is_open(app: BonsaiApp) -> bool:

@@ -21,11 +21,6 @@ from bonsai_tui.widgets.sidebar import ConversationSidebar, short_date
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class SidebarApp(App[None]):
     """Just the sidebar, recording the messages it posts."""
 
