@@ -11,7 +11,7 @@ from textual.widgets import Button
 from bonsai_tui.store import Store
 from bonsai_tui.widgets.sidebar import ConversationSidebar
 from engine.session import StopReason
-from test_app import PausedEngine, make_app, open_chat, paused_engine, send, start_paused_reply, wait_for  # noqa: F401, F811 (fixture)
+from test_app import PausedEngine, make_app, open_chat, paused_engine, send, start_paused_reply, wait_for  # noqa: F401, F811  (paused_engine is a fixture)
 
 pytestmark = pytest.mark.anyio
 
