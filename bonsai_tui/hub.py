@@ -3,8 +3,8 @@ resume and sha256 verification, and errors a user can act on.
 
 Everything goes through `huggingface_hub` and its standard cache, so HF_HOME, HF_HUB_CACHE,
 HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE behave as in every other Hugging Face tool, and a file
-another tool already downloaded is reused. An interrupted download leaves huggingface_hub's
-`.incomplete` blob behind, which the next attempt resumes with a ranged request.
+another tool already downloaded is reused. An interrupted download leaves a `<etag>.incomplete`
+blob in the cache, which the next attempt resumes with a ranged request.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import httpx2
 import huggingface_hub
 from filelock import FileLock
 from huggingface_hub import constants, errors
@@ -56,7 +58,36 @@ DEFAULT_MODEL = BONSAI_MODELS[0]
 
 
 class HubError(Exception):
-    """A download problem, as one line that says what to do."""
+    """A download problem, as one line that says what to do. The subclasses say which kind."""
+
+
+class HubUnreachable(HubError):
+    """No network, or the hub is down."""
+
+
+class NotOnHub(HubError):
+    """The repository or the file does not exist (or is private)."""
+
+
+class AuthRequired(HubError):
+    """The repository is gated or private: a token (HF_TOKEN) is needed."""
+
+
+class NotCachedOffline(HubError):
+    """HF_HUB_OFFLINE is set and the file is not in the cache."""
+
+
+class ChecksumMismatch(HubError):
+    """The downloaded bytes do not match the hub's sha256, even after fetching them again."""
+
+
+class DiskFull(HubError):
+    def __init__(self, needed: int, free: int, where: Path) -> None:
+        self.needed, self.free, self.where = needed, free, where
+        super().__init__(
+            f"not enough disk space in {where}: the model needs {needed / 1e6:,.0f} MB more, "
+            f"{free / 1e6:,.0f} MB free (free some space and retry: the download resumes)"
+        )
 
 
 class DownloadCancelled(HubError):
@@ -78,6 +109,7 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+T = TypeVar("T")
 
 
 # ---- the cache, without network -----------------------------------------------------------
@@ -89,11 +121,19 @@ def cached_path(choice: ModelChoice) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
+def _scan_cache() -> huggingface_hub.HFCacheInfo | None:
+    # scan_cache_dir's default is the cache path as it was when its module was first imported;
+    # the explicit one follows constants.HF_HUB_CACHE like the rest of huggingface_hub
+    try:
+        return huggingface_hub.scan_cache_dir(constants.HF_HUB_CACHE)
+    except errors.CacheNotFound:
+        return None
+
+
 def cached_models() -> list[tuple[str, str, Path, int]]:
     """(repo, filename, path, bytes) of every GGUF file in the Hugging Face cache."""
-    try:
-        info = huggingface_hub.scan_cache_dir()
-    except errors.CacheNotFound:
+    info = _scan_cache()
+    if info is None:
         return []
     found = []
     for repo in info.repos:
@@ -106,7 +146,9 @@ def cached_models() -> list[tuple[str, str, Path, int]]:
 
 def delete_cached(repo: str) -> int:
     """Remove a repo's files from the cache; returns bytes freed."""
-    info = huggingface_hub.scan_cache_dir()
+    info = _scan_cache()
+    if info is None:
+        return 0
     hashes = [rev.commit_hash for r in info.repos if r.repo_id == repo for rev in r.revisions]
     if not hashes:
         return 0
@@ -187,9 +229,9 @@ def remote_file(choice: ModelChoice) -> RemoteFile:
     """The hub's metadata for the file: one HEAD request."""
     url = huggingface_hub.hf_hub_url(choice.repo, choice.filename)
     meta = _call(lambda: huggingface_hub.get_hf_file_metadata(url), choice)
-    if not meta.commit_hash or not meta.etag:
+    if not meta.commit_hash or not meta.etag or meta.size is None:
         raise HubError(f"the hub at {constants.ENDPOINT} did not describe {choice.filename} (not a Hugging Face hub?)")
-    return RemoteFile(meta.location or url, meta.commit_hash, meta.etag, int(meta.size or 0))
+    return RemoteFile(meta.location or url, meta.commit_hash, meta.etag, meta.size)
 
 
 def download(
@@ -197,34 +239,48 @@ def download(
     progress: ProgressCallback = lambda _: None,
     cancel: threading.Event | None = None,
 ) -> Path:
-    """Fetch the file into the HF cache and verify it; returns its path.
+    """The model file, from the cache if it is there (no network), else fetched and verified.
 
-    huggingface_hub deletes its partial files on failure, so a stopped or killed download would start
-    over; we keep our own `<etag>.incomplete` blob and resume it with a ranged request, then file the
-    verified blob in the standard cache layout (blobs/, snapshots/<commit>/, refs/main).
+    Safe to call from a worker thread: `progress` is called on that thread, and setting `cancel`
+    stops the transfer within one chunk (raising DownloadCancelled). huggingface_hub deletes its
+    partial files on failure, so a stopped or killed download would start over; we keep our own
+    `<etag>.incomplete` blob and resume it with a ranged request, then file the verified blob in the
+    standard cache layout (blobs/, snapshots/<commit>/, refs/main).
     """
     cancel = cancel or threading.Event()
     found = cached_path(choice)
-    if found or constants.HF_HUB_OFFLINE:
-        if found:
-            return found
-        raise HubError(f"{choice.filename} is not downloaded and HF_HUB_OFFLINE is set")
+    if found:
+        return found
+    if constants.HF_HUB_OFFLINE:
+        raise NotCachedOffline(f"{choice.filename} is not downloaded and HF_HUB_OFFLINE is set")
     remote = remote_file(choice)
-    folder = Path(constants.HF_HUB_CACHE) / f"models--{choice.repo.replace('/', '--')}"
+    folder_name = f"models--{choice.repo.replace('/', '--')}"
+    folder = Path(constants.HF_HUB_CACHE) / folder_name
     blob = folder / "blobs" / remote.etag
     blob.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(blob) + ".lock"):
-        for attempt in range(2):
+    # huggingface_hub's own lock file for this blob, so another HF tool fetching it waits for us
+    lock = Path(constants.HF_HUB_CACHE) / ".locks" / folder_name / f"{remote.etag}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        for _attempt in range(2):
             if not blob.exists():
                 _fetch_blob(remote, blob, choice, progress, cancel)
-            if remote.sha256 is None or sha256_of(blob, cancel) == remote.sha256:
+            if _matches(blob, remote, cancel):
                 break
             blob.unlink()  # corrupt: never load it; fetch again once
         else:
-            raise HubError(f"{choice.filename} failed its sha256 check twice: the server sends a bad copy")
+            raise ChecksumMismatch(
+                f"{choice.filename} failed its sha256 check twice: the server sends a bad copy (nothing was kept)"
+            )
     path = _link_snapshot(folder, remote, choice.filename, blob)
     remember_choice(choice)
     return path
+
+
+def _matches(blob: Path, remote: RemoteFile, cancel: threading.Event) -> bool:
+    if blob.stat().st_size != remote.size:
+        return False
+    return remote.sha256 is None or sha256_of(blob, cancel) == remote.sha256
 
 
 def _fetch_blob(
@@ -232,15 +288,24 @@ def _fetch_blob(
 ) -> None:
     partial = blob.with_name(blob.name + ".incomplete")
     done = partial.stat().st_size if partial.exists() else 0
+    if done > remote.size:  # not a prefix of this file: start over
+        partial.unlink()
+        done = 0
     _check_disk_space(remote.size - done, blob.parent)
-    with open(partial, "ab") as out:
-        _call(
-            lambda: http_get(
-                remote.url, out, resume_size=done, headers=build_hf_headers(), expected_size=remote.size,
-                tqdm_class=_progress_class(progress, cancel),
-            ),
-            choice,
-        )
+    try:
+        with open(partial, "ab") as out:
+            _call(
+                lambda: http_get(
+                    remote.url, out, resume_size=done, headers=build_hf_headers(), expected_size=remote.size,
+                    tqdm_class=_progress_class(progress, cancel),
+                ),
+                choice,
+            )
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        # the partial file stays: once there is room, the next attempt resumes from it
+        raise DiskFull(remote.size - partial.stat().st_size, shutil.disk_usage(blob.parent).free, blob.parent) from None
     os.replace(partial, blob)
 
 
@@ -270,40 +335,33 @@ def sha256_of(path: Path, cancel: threading.Event | None = None) -> str:
 def _check_disk_space(needed: int, where: Path) -> None:
     free = shutil.disk_usage(where).free
     if needed > free:
-        raise HubError(_disk_full_message(needed, free, where))
+        raise DiskFull(needed, free, where)
 
 
-def _disk_full_message(needed: int, free: int, where: Path) -> str:
-    return f"not enough disk space in {where}: the model needs {needed / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free"
-
-
-def _call(fn: Callable[[], object], choice: ModelChoice):
+def _call(fn: Callable[[], T], choice: ModelChoice) -> T:
     """Run a huggingface_hub call, turning its exceptions into one-line HubErrors."""
     try:
         return fn()
-    except DownloadCancelled:
+    except HubError:  # ours, from the progress hook (a cancel)
         raise
     except errors.GatedRepoError:
-        raise HubError(f"{choice.repo} needs you to accept its terms and log in (set HF_TOKEN)") from None
+        raise AuthRequired(f"{choice.repo} needs you to accept its terms and log in (set HF_TOKEN)") from None
     except errors.RepositoryNotFoundError:
-        raise HubError(f"no repository {choice.repo} on the hub (or it is private: set HF_TOKEN)") from None
-    except (errors.EntryNotFoundError, errors.RemoteEntryNotFoundError):
-        raise HubError(f"{choice.repo} has no file {choice.filename}") from None
+        raise NotOnHub(f"no repository {choice.repo} on the hub (or it is private: set HF_TOKEN)") from None
+    except errors.RemoteEntryNotFoundError:
+        raise NotOnHub(f"{choice.repo} has no file {choice.filename}") from None
     except errors.HfHubHTTPError as error:
-        status = error.response.status_code if error.response is not None else "?"
+        status = error.response.status_code if error.response is not None else None
         if status in (401, 403):
-            raise HubError(f"the hub refused access to {choice.repo} (HTTP {status}): set HF_TOKEN") from None
-        raise HubError(f"the hub answered HTTP {status} for {choice.filename}") from None
+            raise AuthRequired(f"the hub refused access to {choice.repo} (HTTP {status}): set HF_TOKEN") from None
+        raise HubUnreachable(f"the hub answered HTTP {status or '?'} for {choice.filename}; try again later") from None
     except errors.OfflineModeIsEnabled:
-        raise HubError(f"{choice.filename} is not downloaded and HF_HUB_OFFLINE is set") from None
-    except errors.LocalEntryNotFoundError:
-        raise HubError(f"cannot reach the hub at {constants.ENDPOINT} (no network?)") from None
+        raise NotCachedOffline(f"{choice.filename} is not downloaded and HF_HUB_OFFLINE is set") from None
+    except httpx2.TransportError as error:  # refused, DNS, timeout, dropped mid-transfer (after retries)
+        reason = f": {error}" if str(error) else ""
+        raise HubUnreachable(f"cannot reach the hub at {constants.ENDPOINT} (no network?){reason}") from None
     except OSError as error:
         if error.errno == errno.ENOSPC:
-            cache = Path(constants.HF_HUB_CACHE)
-            raise HubError(f"the disk holding {cache} is full: free some space and retry (the download resumes)") from None
-        raise HubError(f"cannot reach the hub at {constants.ENDPOINT}: {error.strerror or error}") from None
-    except Exception as error:  # httpx transport errors and the like: the network is the problem
-        if "connect" in type(error).__name__.lower() or "timeout" in type(error).__name__.lower():
-            raise HubError(f"cannot reach the hub at {constants.ENDPOINT} (no network?)") from None
-        raise
+            raise  # the caller knows how much is still needed, and where
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HubError(f"downloading {choice.filename} failed: {first_line}") from None

@@ -2,15 +2,18 @@
 
 It answers HEAD/GET /{org}/{repo}/resolve/{revision}/{filename} with the headers huggingface_hub
 reads (X-Repo-Commit, ETag = the file's sha256 as for LFS files, sizes), honours Range requests,
-and can misbehave on demand: cut a transfer half-way, serve corrupt bytes, answer 404 / 401.
-Run it by hand for a manual try:  python tests/fakehub.py MODEL.gguf [PORT]
+and can misbehave on demand (see Behaviour): cut a transfer, stall it until released, serve corrupt
+bytes, ignore Range, answer 404 / 401 / 5xx. `stop()` is the hub going down.
+Run it by hand for a manual try (serves a synthetic model as Bonsai 1.7B):
+    python tests/fakehub.py [--model FILE.gguf | --preset tiny|bonsai-1.7b] [--port 8765] [--throttle 0.01]
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
-import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,18 +28,28 @@ class Behaviour:
     cut_after: int | None = None  # close the connection after this many bytes, once
     corrupt: bool = False  # serve flipped bytes under the right checksum
     status: int | None = None  # answer every request with this error status
+    ignore_range: bool = False  # answer ranged requests with the whole file (as some CDNs do)
     throttle_s: float = 0.0  # pause per 64 KiB chunk, to watch progress
+    hold_at: int | None = None  # stop sending after this many bytes until `release` is set
+    release: threading.Event = field(default_factory=threading.Event)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients hang up mid-transfer on purpose (cancel, cut); no tracebacks for that
+
+
 class FakeHub:
-    def __init__(self, files: dict[str, bytes]) -> None:
-        """files: {"org/repo/filename": content}"""
+    def __init__(self, files: dict[str, bytes], port: int = 0) -> None:
+        """files: {"org/repo/filename": content}; port 0 picks a free one."""
         self.files = files
         self.behaviour = Behaviour()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = QuietServer(("127.0.0.1", port), self._handler())
+        # a short poll interval: stopping the server (after every test) takes that long
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -45,7 +58,7 @@ class FakeHub:
     def sha256(self, key: str) -> str:
         return hashlib.sha256(self.files[key]).hexdigest()
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         self.thread.start()
         return self
 
@@ -77,7 +90,7 @@ class FakeHub:
                 match = ROUTE.match(self.path.split("?")[0])
                 key = f"{match['repo']}/{match['filename']}" if match else None
                 if b.status is not None:
-                    return self._error(b.status, "GatedRepo" if b.status == 401 else "RepoNotFound")
+                    return self._error(b.status, {401: "GatedRepo", 404: "RepoNotFound"}.get(b.status))
                 if key not in hub.files:
                     repo_known = match and any(k.startswith(match["repo"] + "/") for k in hub.files)
                     return self._error(404, "EntryNotFound" if repo_known else "RepoNotFound")
@@ -85,7 +98,7 @@ class FakeHub:
                 sha = hub.sha256(key)
                 if b.corrupt:
                     data = bytes(x ^ 0xFF for x in data)
-                start = self._range_start()
+                start = 0 if b.ignore_range else self._range_start()
                 self.send_response(206 if start else 200)
                 self.send_header("X-Repo-Commit", COMMIT)
                 self.send_header("ETag", f'"{sha}"')
@@ -109,6 +122,8 @@ class FakeHub:
                 sent = 0
                 for at in range(0, len(payload), 1 << 16):
                     chunk = payload[at : at + (1 << 16)]
+                    if b.hold_at is not None and sent >= b.hold_at:
+                        b.release.wait(timeout=60)
                     if limit is not None and sent + len(chunk) > limit:
                         self.wfile.write(chunk[: limit - sent])
                         self.wfile.flush()
@@ -121,10 +136,11 @@ class FakeHub:
                     if b.throttle_s:
                         threading.Event().wait(b.throttle_s)
 
-            def _error(self, status: int, code: str) -> None:
+            def _error(self, status: int, code: str | None) -> None:
                 message = b'{"error": "fake hub error"}'
                 self.send_response(status)
-                self.send_header("X-Error-Code", code)
+                if code:
+                    self.send_header("X-Error-Code", code)
                 self.send_header("X-Error-Message", "fake hub error")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(message)))
@@ -136,13 +152,22 @@ class FakeHub:
 
 
 def main() -> None:
-    model = Path(sys.argv[1])
-    port = int(sys.argv[2]) if len(sys.argv) > 2 else 8765
-    hub = FakeHub({f"prism-ml/Bonsai-1.7B-gguf/Bonsai-1.7B-Q1_0.gguf": model.read_bytes()})
-    hub.behaviour.throttle_s = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
-    hub.server.server_close()
-    hub.server = ThreadingHTTPServer(("127.0.0.1", port), hub._handler())
-    print(f"fake hub on {hub.url} serving {model.name} as prism-ml/Bonsai-1.7B-gguf", flush=True)
+    parser = argparse.ArgumentParser(description="a fake Hugging Face hub serving one model as Bonsai 1.7B")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, help="a GGUF file to serve")
+    source.add_argument("--preset", default="tiny", help="else write a synthetic model (tiny, bonsai-1.7b)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--throttle", type=float, default=0.0, help="seconds to pause per 64 KiB sent")
+    args = parser.parse_args()
+    model = args.model
+    if model is None:
+        from engine.synth import write_model
+
+        model = write_model(Path(tempfile.mkdtemp()) / f"{args.preset}.gguf", preset=args.preset, seed=0)
+    hub = FakeHub({"prism-ml/Bonsai-1.7B-gguf/Bonsai-1.7B-Q1_0.gguf": model.read_bytes()}, args.port)
+    hub.behaviour.throttle_s = args.throttle
+    print(f"fake hub on {hub.url} serving {model} ({model.stat().st_size:,} bytes) as prism-ml/Bonsai-1.7B-gguf",
+          flush=True)
     hub.server.serve_forever()
 
 

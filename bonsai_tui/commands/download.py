@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from typing import TextIO
 
 from bonsai_tui import hub
+
+# "1.7b" -> Bonsai 1.7B, ...: the short names `bonsai-tui download` accepts
+VARIANTS = {m.label.removeprefix("Bonsai ").lower(): m for m in hub.BONSAI_MODELS}
 
 
 def add_model_choice_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,24 +25,49 @@ def model_choice(args: argparse.Namespace) -> hub.ModelChoice:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "variant", nargs="?", type=str.lower, choices=list(VARIANTS),
+        help="which Bonsai model (default: the last one used, else 1.7b)",
+    )
     add_model_choice_arguments(parser)
 
 
 def progress_line(p: hub.Progress, name: str, width: int = 30) -> str:
     fraction = p.done / p.total if p.total else 0.0
     bar = "█" * int(fraction * width)
-    eta = f"{p.eta_s:4.0f} s left" if p.eta_s is not None else ""
-    return (f"\r{name} [{bar:<{width}}] {fraction:4.0%} {p.done / 1e6:7.1f}/{p.total / 1e6:.1f} MB "
-            f"{p.bytes_per_s / 1e6:5.1f} MB/s {eta}")
+    eta = f"{p.eta_s:.0f} s left" if p.eta_s is not None else ""
+    return (f"{name} [{bar:<{width}}] {fraction:4.0%} {p.done / 1e6:7.1f}/{p.total / 1e6:.1f} MB "
+            f"{p.bytes_per_s / 1e6:5.1f} MB/s {eta:<11}")
+
+
+class ProgressPrinter:
+    """Redraws one status line, at most ten times a second (and always the last one)."""
+
+    def __init__(self, name: str, stream: TextIO = sys.stderr) -> None:
+        self.name, self.stream = name, stream
+        self.last_drawn = 0.0
+
+    def __call__(self, p: hub.Progress) -> None:
+        now = time.monotonic()
+        if p.done < p.total and now - self.last_drawn < 0.1:
+            return
+        self.last_drawn = now
+        print("\r" + progress_line(p, self.name), end="", file=self.stream, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    choice = model_choice(args)
-    try:
-        path = hub.download(choice, lambda p: print(progress_line(p, choice.filename), end="", file=sys.stderr))
-    except hub.HubError as error:
-        print(f"\nbonsai-tui: {error}" if not isinstance(error, hub.DownloadCancelled) else f"\n{error}", file=sys.stderr)
+    if args.variant and (args.repo or args.file):
+        print("bonsai-tui: give either a Bonsai variant or --repo/--file, not both", file=sys.stderr)
         return 2
+    choice = VARIANTS[args.variant] if args.variant else model_choice(args)
+    try:
+        path = hub.download(choice, ProgressPrinter(choice.filename))
+    except hub.HubError as error:
+        print(f"\nbonsai-tui: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nbonsai-tui: {hub.DownloadCancelled()}", file=sys.stderr)
+        return 130
     print(file=sys.stderr)
     print(path)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from bonsai_tui import hub
 
@@ -14,14 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.delete:
         freed = hub.delete_cached(args.delete)
-        print(f"removed {args.delete} ({freed / 1e6:.1f} MB)" if freed else f"{args.delete} is not in the cache")
-        return 0 if freed else 2
-    downloaded = {(repo, name) for repo, name, _, _ in hub.cached_models()}
+        if not freed:
+            print(f"bonsai-tui: {args.delete} is not in the Hugging Face cache", file=sys.stderr)
+            return 2
+        print(f"removed {args.delete} ({freed / 1e6:.1f} MB)")
+        return 0
+    cached = hub.cached_models()
+    downloaded = {(repo, name) for repo, name, _, _ in cached}
     print("Known Bonsai models:")
     for m in hub.BONSAI_MODELS:
         mark = "downloaded" if (m.repo, m.filename) in downloaded else f"~{m.approx_bytes / 1e6:,.0f} MB"
         print(f"  {m.label:<12} {m.repo}/{m.filename}  [{mark}]")
-    print("In the Hugging Face cache:")
-    for repo, name, path, size in hub.cached_models() or [("(none)", "", None, 0)]:
-        print(f"  {repo}/{name}  {size / 1e6:.1f} MB  {path or ''}")
+    print("GGUF files in the Hugging Face cache:" if cached else "No GGUF files in the Hugging Face cache.")
+    for repo, name, path, size in cached:
+        print(f"  {repo}/{name}  {size / 1e6:.1f} MB  {path}")
     return 0
