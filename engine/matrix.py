@@ -1,8 +1,9 @@
 """Weight matrices: y = x @ W.T for a batch of rows x, whatever the storage type.
 
-Q1_0 matrices stay 1-bit: their bytes are regrouped once at load (see kernels.py), never expanded. One row of x (decode) goes through the lookup-table
-GEMV kernel; a batch (prefill) is compute-bound, so tiles of rows are unpacked to float32 and handed
-to numpy's BLAS matmul, never the whole matrix at once. Prefill tiles are spread over a pool of
+Q1_0 matrices stay 1-bit: their bytes are regrouped once at load (see kernels.py), never expanded.
+One row of x (decode, or each row of a short prompt) goes through the lookup-table GEMV kernel; a
+longer batch (prefill) is compute-bound, so tiles of rows are unpacked to float32 and handed to
+numpy's BLAS matmul, never the whole matrix at once. Prefill tiles are spread over a pool of
 threads, each unpacking and multiplying its own tile with a single-threaded BLAS: BLAS's own
 threads busy-wait between calls and would steal the cores from the unpacking.
 """
@@ -98,9 +99,9 @@ Matrix = Q1Matrix | DenseMatrix
 def project(x: np.ndarray, *matrices: Matrix) -> list[np.ndarray]:
     """x @ W.T for several matrices that read the same input (Q, K, V; gate, up).
 
-    For one decode row, Q1_0 matrices share a single sign table built once from x.
+    On the GEMV path, Q1_0 matrices share one sign table per input row.
     """
-    if x.shape[0] == 1 and all(isinstance(m, Q1Matrix) for m in matrices):
-        lut = matrices[0].sign_lut(x[0])
-        return [m.matvec_lut(lut)[None, :] for m in matrices]
+    if x.shape[0] <= GEMV_MAX_ROWS and all(isinstance(m, Q1Matrix) for m in matrices):
+        luts = [matrices[0].sign_lut(row) for row in x]
+        return [np.stack([m.matvec_lut(lut) for lut in luts]) for m in matrices]
     return [m.matmul(x) for m in matrices]
