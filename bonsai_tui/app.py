@@ -161,7 +161,10 @@ class BonsaiApp(App[None]):
             return
         sidebar.display = not sidebar.display
         if sidebar.display:
-            sidebar.option_list.focus()
+            options = sidebar.option_list
+            if options.highlighted is None and options.option_count:
+                options.highlighted = 0  # so Down goes to the next conversation at once
+            options.focus()
         elif isinstance(self.screen, ChatScreen):
             self.screen.prompt.focus()
 

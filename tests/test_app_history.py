@@ -62,7 +62,7 @@ async def test_switching_conversations_restores_messages_and_settings(tiny_model
         await pilot.press("f3")
         sidebar = screen.query_one(ConversationSidebar)
         assert sidebar.display and [c.title for c in sidebar.conversations] == ["second chat", "first chat"]
-        sidebar.post_message(ConversationSidebar.Selected(sidebar.conversations[1].id))
+        await pilot.press("down", "enter")  # the second in the list: the first chat
         await wait_for(pilot, lambda: screen.chat_messages and screen.chat_messages[0].content == "first chat")
         assert [m.content for m in screen.chat_messages] == ["first chat", first.content]
         assert screen.chat_messages[1].stop_reason == StopReason.MAX_TOKENS
