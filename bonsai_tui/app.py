@@ -164,7 +164,7 @@ class BonsaiApp(App[None]):
             options = sidebar.option_list
             if options.highlighted is None and options.option_count:
                 options.highlighted = 0  # so Down goes to the next conversation at once
-            options.focus()
+            self.call_after_refresh(options.focus)  # once it is displayed, it can take focus
         elif isinstance(self.screen, ChatScreen):
             self.screen.prompt.focus()
 

@@ -62,7 +62,9 @@ async def test_switching_conversations_restores_messages_and_settings(tiny_model
         await pilot.press("f3")
         sidebar = screen.query_one(ConversationSidebar)
         assert sidebar.display and [c.title for c in sidebar.conversations] == ["second chat", "first chat"]
-        await pilot.press("down", "enter")  # the second in the list: the first chat
+        await pilot.pause()
+        assert app.focused is sidebar.option_list
+        await pilot.press("home", "down", "enter")  # the second in the list: the first chat
         await wait_for(pilot, lambda: screen.chat_messages and screen.chat_messages[0].content == "first chat")
         assert [m.content for m in screen.chat_messages] == ["first chat", first.content]
         assert screen.chat_messages[1].stop_reason == StopReason.MAX_TOKENS
