@@ -92,9 +92,13 @@ def token_generation(model: Model, n_tokens: int, n_ctx: int, runs: int) -> list
     return [_timed(generate) for _ in range(runs)]
 
 
-def time_to_first_token(model: Model, n_ctx: int) -> tuple[float, int]:
+def time_to_first_token(model: Model, n_ctx: int, turn_tokens: int = 32) -> tuple[float, int]:
+    """First-token time of a fresh chat turn of about `turn_tokens` tokens, template included."""
     session = ChatSession(model, n_ctx=n_ctx, params=SamplingParams(temperature=0.0))
-    done = list(session.chat([{"role": "user", "content": TTFT_PROMPT}], max_tokens=1))[-1]
+    words = TTFT_PROMPT.split()
+    while len(words) > 1 and len(session.render([{"role": "user", "content": " ".join(words)}])) > turn_tokens:
+        words.pop()
+    done = list(session.chat([{"role": "user", "content": " ".join(words)}], max_tokens=1))[-1]
     return done.stats.ttft_s, done.stats.prompt_tokens
 
 

@@ -59,3 +59,13 @@ def test_synth_can_pad_to_an_exact_size(tmp_path: Path) -> None:
 
     path = write_model(tmp_path / "p.gguf", "tiny", target_bytes=400_000)
     assert path.stat().st_size == 400_000 and engine.load(path).config.n_layers == 2
+
+
+def test_bench_json_reports_every_figure(tiny_model_path: Path) -> None:
+    result = cli("bench", "--model", str(tiny_model_path), "-p", "30", "-n", "4", "--runs", "2", "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert {"pp_tok_s", "tg_tok_s", "load_s", "ttft_s", "peak_rss_mb", "threads", "bandwidth_gb_s"} <= set(out)
+    assert out["threads"] == 1 and out["pp_tokens"] == 30 and out["tg_tokens"] == 4
+    assert out["ttft_prompt_tokens"] <= 32 and out["model_bytes"] == tiny_model_path.stat().st_size
+    assert all(out[k] > 0 for k in ("pp_tok_s", "tg_tok_s", "load_s", "ttft_s", "peak_rss_mb", "bandwidth_gb_s"))
