@@ -6,7 +6,7 @@
     for event in session.chat([{"role": "user", "content": "Hello"}]):
         ...
 
-Reading order: gguf_file -> config -> kernels -> matrix -> model -> tokenizer -> chat_template
+Reading order: gguf_file -> config -> kernels (simd) -> matrix -> model -> tokenizer -> chat_template
 -> sampling -> session.
 """
 
@@ -21,9 +21,12 @@ from engine.sampling import PRESETS, SamplingParams
 from engine.session import ChatSession, DoneEvent, GenerationStats, StopReason, TokenEvent
 
 
-def load(path: str | Path, threads: int | None = None) -> Model:
-    """Open a GGUF model (memory-mapped). Raises ModelFileError with a one-line reason."""
-    return Model(path, threads)
+def load(path: str | Path, threads: int | None = None, exact: bool = False) -> Model:
+    """Open a GGUF model (memory-mapped). Raises ModelFileError with a one-line reason.
+
+    exact=True: decode with float32 activations instead of int8 ones (slower; see kernels.py).
+    """
+    return Model(path, threads, exact)
 
 
 __all__ = [

@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from engine import simd
+
 Q1_BLOCK = 128  # weights per block
 Q1_BLOCK_BYTES = 18  # 2 bytes scale + 16 bytes bits
 Q1_BITS_BYTES = 16
@@ -101,6 +103,46 @@ def q1_gemv_lut(tiles: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
                 acc[r] += fp16_to_float(block[0], block[1]) * ((s0 + s1) + (s2 + s3))
         for r in range(min(ROW_TILE, rows - t * ROW_TILE)):
             out[t * ROW_TILE + r] = acc[r]
+
+
+# ---- Q1_0 x int8 matrix-vector (decode, where simd.AVAILABLE) ------------------------------
+
+Q8_BLOCK = 32  # activations per int8 scale, as llama.cpp's Q8_0
+
+
+@njit(cache=True, nogil=True)
+def quantize_q8(x: np.ndarray, xq: np.ndarray, neg_xq: np.ndarray, lane_scales: np.ndarray) -> None:
+    """x -> int8 per 32-block (scale = max|x| / 127), the negated codes, and each block's scale
+    repeated once per vpdpbusd lane (8 lanes of 4 activations)."""
+    lanes_per_block = Q8_BLOCK // simd.LANE_WEIGHTS
+    for b in range(x.shape[0] // Q8_BLOCK):
+        block = x[b * Q8_BLOCK : (b + 1) * Q8_BLOCK]
+        scale = np.float32(np.abs(block).max() / 127.0)
+        inverse = np.float32(1.0) / scale if scale > 0 else np.float32(0.0)
+        for j in range(Q8_BLOCK):
+            code = np.int8(round(block[j] * inverse))
+            xq[b * Q8_BLOCK + j] = code
+            neg_xq[b * Q8_BLOCK + j] = -code
+        lane_scales[b * lanes_per_block : (b + 1) * lanes_per_block] = scale
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def q1_gemv_q8(tiles: np.ndarray, xq: np.ndarray, neg_xq: np.ndarray, lane_scales: np.ndarray, out: np.ndarray) -> None:
+    """out[r] = dot(row r, x) for a tiled Q1_0 matrix and x given by quantize_q8 (AVX-512 VNNI only)."""
+    n_tiles, n_blocks = tiles.shape[0], tiles.shape[1]
+    flat = tiles.reshape(-1)
+    lanes_per_q1 = Q1_BLOCK // simd.LANE_WEIGHTS
+    for t in prange(n_tiles):
+        acc = np.zeros(ROW_TILE * simd.LANES, dtype=np.float32)  # 16 partial sums per row
+        for blk in range(n_blocks):
+            column = (t * n_blocks + blk) * ROW_TILE * Q1_BLOCK_BYTES
+            for r in range(ROW_TILE):
+                simd.q1_block_q8_accumulate(
+                    acc, r * simd.LANES, flat, column + r * Q1_BLOCK_BYTES,
+                    xq, neg_xq, blk * Q1_BLOCK, lane_scales, blk * lanes_per_q1,
+                )
+        for r in range(min(ROW_TILE, out.shape[0] - t * ROW_TILE)):
+            out[t * ROW_TILE + r] = acc[r * simd.LANES : (r + 1) * simd.LANES].sum()
 
 
 @njit(cache=True, nogil=True)

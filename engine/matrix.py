@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
-from engine import kernels
+from engine import kernels, simd
 
 GEMV_MAX_ROWS = 24  # up to this many input rows, one GEMV per row beats unpack + matmul (measured)
 TILE_BYTES = 2 << 20  # float32 rows unpacked per BLAS call (measured on pp58..pp512: 2 MB beat 8 MB)
@@ -34,30 +35,60 @@ def tile_buffer(n_floats: int) -> np.ndarray:
     return buffer[:n_floats]
 
 
-class Q1Matrix:
-    """A [rows, cols] Q1_0 matrix: the file's bytes, regrouped in row tiles (kernels.q1_tiles)."""
+@dataclass
+class Q8Vector:
+    """An input row as the int8 GEMV reads it (kernels.quantize_q8)."""
 
-    def __init__(self, data: np.ndarray, cols: int, pool: ThreadPoolExecutor) -> None:
+    codes: np.ndarray
+    negated: np.ndarray
+    lane_scales: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Q8Vector:
+        codes, negated = np.empty(len(x), np.int8), np.empty(len(x), np.int8)
+        lane_scales = np.empty(len(x) // simd.LANE_WEIGHTS, np.float32)
+        kernels.quantize_q8(x, codes, negated, lane_scales)
+        return cls(codes, negated, lane_scales)
+
+
+EncodedRow = Q8Vector | np.ndarray  # int8 codes, or the float sign table of build_sign_lut
+
+
+class Q1Matrix:
+    """A [rows, cols] Q1_0 matrix: the file's bytes, regrouped in row tiles (kernels.q1_tiles).
+
+    int8_decode picks the GEMV: activations rounded to int8 (fast, needs simd.AVAILABLE) or the
+    exact float lookup table.
+    """
+
+    def __init__(self, data: np.ndarray, cols: int, pool: ThreadPoolExecutor, int8_decode: bool = False) -> None:
         self.tiles = kernels.q1_tiles(data)
         self.rows, self.cols = data.shape[0], cols
         self.pool = pool
+        self.int8_decode = int8_decode
 
-    def sign_lut(self, x: np.ndarray) -> np.ndarray:
+    def encode(self, x: np.ndarray) -> EncodedRow:
+        """One input row in the form this matrix's GEMV reads (share it across matrices)."""
+        if self.int8_decode:
+            return Q8Vector.of(x)
         lut = np.empty((self.cols // 8, 256), dtype=np.float32)
         kernels.build_sign_lut(x, lut)
         return lut
 
-    def matvec_lut(self, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Product with the vector whose sign table is `lut` (share one table across matrices)."""
+    def matvec(self, row: EncodedRow, out: np.ndarray | None = None) -> np.ndarray:
+        """Product with one encoded input row."""
         if out is None:
             out = np.empty(self.rows, dtype=np.float32)
-        kernels.q1_gemv_lut(self.tiles, lut.reshape(-1), out)
+        if isinstance(row, Q8Vector):
+            kernels.q1_gemv_q8(self.tiles, row.codes, row.negated, row.lane_scales, out)
+        else:
+            kernels.q1_gemv_lut(self.tiles, row.reshape(-1), out)
         return out
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """x @ W.T for x of shape [T, cols] -> [T, rows]."""
         if x.shape[0] <= GEMV_MAX_ROWS:
-            return np.stack([self.matvec_lut(self.sign_lut(row)) for row in x])
+            return np.stack([self.matvec(self.encode(row)) for row in x])
         out = np.empty((x.shape[0], self.rows), dtype=np.float32)
         tile_rows = max(1, TILE_BYTES // (4 * self.cols))
         starts = np.arange(0, self.rows, tile_rows)
@@ -99,9 +130,9 @@ Matrix = Q1Matrix | DenseMatrix
 def project(x: np.ndarray, *matrices: Matrix) -> list[np.ndarray]:
     """x @ W.T for several matrices that read the same input (Q, K, V; gate, up).
 
-    On the GEMV path, Q1_0 matrices share one sign table per input row.
+    On the GEMV path, Q1_0 matrices share one encoding of each input row.
     """
     if x.shape[0] <= GEMV_MAX_ROWS and all(isinstance(m, Q1Matrix) for m in matrices):
-        luts = [matrices[0].sign_lut(row) for row in x]
-        return [np.stack([m.matvec_lut(lut) for lut in luts]) for m in matrices]
+        rows = [matrices[0].encode(row) for row in x]
+        return [np.stack([m.matvec(row) for row in rows]) for m in matrices]
     return [m.matmul(x) for m in matrices]

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from engine import kernels
+from engine import kernels, simd
 from engine.chat_template import ChatTemplate
 from engine.config import ModelConfig
 from engine.errors import ModelFileError
@@ -59,8 +59,10 @@ class KVCache:
 
 
 class Model:
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, exact: bool = False) -> None:
+        """exact=True keeps decode in float32 (lookup-table GEMV) even where the int8 kernel runs."""
         self.path = Path(path)
+        self.int8_decode = simd.AVAILABLE and not exact
         self.file = GGUFFile(self.path)
         meta = self.file.metadata
         self.config = ModelConfig.from_metadata(meta, self.path, tied="output.weight" not in self.file.tensors)
@@ -84,7 +86,7 @@ class Model:
     def _matrix(self, name: str, rows: int, cols: int) -> Matrix:
         info = self._info(name, (rows, cols))
         data = self.file.tensor(name)
-        matrix = Q1Matrix(data, cols, self.pool) if info.ggml_type == GGML_Q1_0 else DenseMatrix(data)
+        matrix = Q1Matrix(data, cols, self.pool, self.int8_decode) if info.ggml_type == GGML_Q1_0 else DenseMatrix(data)
         self.file.release(name)  # both keep their own copy; the mapped pages need not stay resident
         return matrix
 
