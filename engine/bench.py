@@ -26,6 +26,7 @@ class BenchResult:
     model: str
     model_bytes: int
     threads: int
+    decode: str
     pp_tokens: int
     tg_tokens: int
     pp_tok_s: float
@@ -102,20 +103,20 @@ def time_to_first_token(model: Model, n_ctx: int, turn_tokens: int = 32) -> tupl
     return done.stats.ttft_s, done.stats.prompt_tokens
 
 
-def load_seconds(path: str, threads: int) -> float:
+def load_seconds(path: str, threads: int, exact: bool = False) -> float:
     """Open the model and run one token: the time a user waits before the model is ready."""
     start = time.perf_counter()
-    model = Model(path, threads)
+    model = Model(path, threads, exact)
     model.forward([0], model.new_cache(8), 0)
     return time.perf_counter() - start
 
 
 def run_bench(
     path: str, pp: int = 512, tg: int = 128, threads: int = 2, runs: int = 3, n_ctx: int = 4096,
-    progress: Callable[[str], None] = lambda _: None,
+    exact: bool = False, progress: Callable[[str], None] = lambda _: None,
 ) -> BenchResult:
-    load_s = load_seconds(path, threads)
-    model = Model(path, threads)
+    load_s = load_seconds(path, threads, exact)
+    model = Model(path, threads, exact)
     progress(f"loaded in {load_s:.2f} s; pp{pp} x{runs}")
     pp_mean, pp_std = _rates(pp, prompt_processing(model, pp, n_ctx, runs))
     progress(f"pp{pp}: {pp_mean:.1f} tok/s; tg{tg} x{runs}")
@@ -128,7 +129,8 @@ def run_bench(
     kv_mb = 2 * model.config.n_layers * model.config.n_kv * n_ctx * 4 / 2**20
     size = model.file.file_size
     return BenchResult(
-        model=model.config.name, model_bytes=size, threads=threads, pp_tokens=pp, tg_tokens=tg,
+        model=model.config.name, model_bytes=size, threads=threads,
+        decode="int8 activations (AVX-512 VNNI)" if model.int8_decode else "float32 (lookup table)", pp_tokens=pp, tg_tokens=tg,
         pp_tok_s=pp_mean, pp_tok_s_std=pp_std, tg_tok_s=tg_mean, tg_tok_s_std=tg_std,
         load_s=load_s, ttft_s=ttft, ttft_prompt_tokens=ttft_tokens,
         peak_rss_mb=peak_rss_mb, kv_cache_mb=kv_mb,

@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ctx", type=int, default=4096, help="context (KV cache) size")
+    parser.add_argument("--exact", action="store_true", help="decode with float32 activations, not int8")
     parser.add_argument("--cold", action="store_true", help="also time a load with an empty Numba cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -39,10 +40,10 @@ def synthetic_model() -> Path:
     return path
 
 
-def cold_load_seconds(path: Path, threads: int) -> float:
+def cold_load_seconds(path: Path, threads: int, exact: bool) -> float:
     """Load in a fresh process whose Numba cache is empty, so every kernel compiles."""
     with tempfile.TemporaryDirectory() as empty:
-        code = f"from engine.bench import load_seconds; print(load_seconds({str(path)!r}, {threads}))"
+        code = f"from engine.bench import load_seconds; print(load_seconds({str(path)!r}, {threads}, {exact}))"
         env = {**os.environ, "NUMBA_CACHE_DIR": empty}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         return float(out.stdout.strip().splitlines()[-1])
@@ -51,8 +52,8 @@ def cold_load_seconds(path: Path, threads: int) -> float:
 def run(args: argparse.Namespace) -> int:
     path = synthetic_model() if args.synthetic else Path(args.model)
     log = (lambda _: None) if args.json else (lambda line: print(f"  {line}", file=sys.stderr))
-    result = run_bench(str(path), args.prompt_tokens, args.gen_tokens, args.threads, args.runs, args.ctx, log)
-    extra = {"load_cold_s": cold_load_seconds(path, args.threads)} if args.cold else {}
+    result = run_bench(str(path), args.prompt_tokens, args.gen_tokens, args.threads, args.runs, args.ctx, args.exact, log)
+    extra = {"load_cold_s": cold_load_seconds(path, args.threads, args.exact)} if args.cold else {}
     if args.json:
         print(json.dumps({**result.as_dict(), **extra}))
     else:
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 def table(r: BenchResult, extra: dict[str, float]) -> str:
     rows = [
         ("model", f"{r.model} ({r.model_bytes / 1e6:.1f} MB), {r.threads} threads"),
+        ("decode", r.decode),
         (f"pp{r.pp_tokens}", f"{r.pp_tok_s:.2f} ± {r.pp_tok_s_std:.2f} tok/s"),
         (f"tg{r.tg_tokens}", f"{r.tg_tok_s:.2f} ± {r.tg_tok_s_std:.2f} tok/s"),
         ("first token", f"{r.ttft_s:.3f} s for a {r.ttft_prompt_tokens}-token chat turn"),
