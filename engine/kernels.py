@@ -116,13 +116,16 @@ def quantize_q8(x: np.ndarray, xq: np.ndarray, neg_xq: np.ndarray, lane_scales: 
     repeated once per vpdpbusd lane (8 lanes of 4 activations)."""
     lanes_per_block = Q8_BLOCK // simd.LANE_WEIGHTS
     for b in range(x.shape[0] // Q8_BLOCK):
-        block = x[b * Q8_BLOCK : (b + 1) * Q8_BLOCK]
-        scale = np.float32(np.abs(block).max() / 127.0)
+        start = b * Q8_BLOCK
+        largest = np.float32(0.0)
+        for j in range(start, start + Q8_BLOCK):
+            largest = max(largest, abs(x[j]))
+        scale = np.float32(largest / 127.0)
         inverse = np.float32(1.0) / scale if scale > 0 else np.float32(0.0)
-        for j in range(Q8_BLOCK):
-            code = np.int8(round(block[j] * inverse))
-            xq[b * Q8_BLOCK + j] = code
-            neg_xq[b * Q8_BLOCK + j] = -code
+        for j in range(start, start + Q8_BLOCK):
+            code = np.int8(round(x[j] * inverse))
+            xq[j] = code
+            neg_xq[j] = -code
         lane_scales[b * lanes_per_block : (b + 1) * lanes_per_block] = scale
 
 

@@ -68,17 +68,16 @@ class Q1Matrix:
         self.int8_decode = int8_decode
 
     def encode(self, x: np.ndarray) -> EncodedRow:
-        """One input row in the form this matrix's GEMV reads (share it across matrices)."""
+        """One input row in the form this matrix's GEMV reads."""
         if self.int8_decode:
             return Q8Vector.of(x)
         lut = np.empty((self.cols // 8, 256), dtype=np.float32)
         kernels.build_sign_lut(x, lut)
         return lut
 
-    def matvec(self, row: EncodedRow, out: np.ndarray | None = None) -> np.ndarray:
+    def matvec(self, row: EncodedRow) -> np.ndarray:
         """Product with one encoded input row."""
-        if out is None:
-            out = np.empty(self.rows, dtype=np.float32)
+        out = np.empty(self.rows, dtype=np.float32)
         if isinstance(row, Q8Vector):
             kernels.q1_gemv_q8(self.tiles, row.codes, row.negated, row.lane_scales, out)
         else:
@@ -125,14 +124,3 @@ class DenseMatrix:
 
 
 Matrix = Q1Matrix | DenseMatrix
-
-
-def project(x: np.ndarray, *matrices: Matrix) -> list[np.ndarray]:
-    """x @ W.T for several matrices that read the same input (Q, K, V; gate, up).
-
-    On the GEMV path, Q1_0 matrices share one encoding of each input row.
-    """
-    if x.shape[0] <= GEMV_MAX_ROWS and all(isinstance(m, Q1Matrix) for m in matrices):
-        rows = [matrices[0].encode(row) for row in x]
-        return [np.stack([m.matvec(row) for row in rows]) for m in matrices]
-    return [m.matmul(x) for m in matrices]

@@ -24,7 +24,7 @@ from engine.chat_template import ChatTemplate
 from engine.config import ModelConfig
 from engine.errors import ModelFileError
 from engine.gguf_file import GGML_Q1_0, GGUFFile
-from engine.matrix import DenseMatrix, Matrix, Q1Matrix, project
+from engine.matrix import DenseMatrix, Matrix, Q1Matrix
 from engine.sampling import SamplingParams, params_from_metadata
 from engine.tokenizer import BonsaiTokenizer
 
@@ -32,15 +32,12 @@ from engine.tokenizer import BonsaiTokenizer
 @dataclass
 class Block:
     attn_norm: np.ndarray
-    wq: Matrix
-    wk: Matrix
-    wv: Matrix
+    wqkv: Matrix  # attn_q, attn_k, attn_v stacked: they read the same input, so one pass serves all
     q_norm: np.ndarray
     k_norm: np.ndarray
     wo: Matrix
     ffn_norm: np.ndarray
-    w_gate: Matrix
-    w_up: Matrix
+    w_gate_up: Matrix  # ffn_gate over ffn_up, stacked likewise
     w_down: Matrix
 
 
@@ -83,11 +80,15 @@ class Model:
 
     # ---- loading --------------------------------------------------------------------------
 
-    def _matrix(self, name: str, rows: int, cols: int) -> Matrix:
-        info = self._info(name, (rows, cols))
-        data = self.file.tensor(name)
-        matrix = Q1Matrix(data, cols, self.pool, self.int8_decode) if info.ggml_type == GGML_Q1_0 else DenseMatrix(data)
-        self.file.release(name)  # both keep their own copy; the mapped pages need not stay resident
+    def _matrix(self, cols: int, *parts: tuple[str, int]) -> Matrix:
+        """The tensors `parts` (name, rows), all [rows, cols], stacked by rows into one matrix."""
+        types = {self._info(name, (rows, cols)).ggml_type for name, rows in parts}
+        if len(types) > 1:
+            raise ModelFileError(self.path, f"{', '.join(n for n, _ in parts)} mix weight types")
+        data = np.concatenate([self.file.tensor(name) for name, _ in parts])
+        matrix = Q1Matrix(data, cols, self.pool, self.int8_decode) if GGML_Q1_0 in types else DenseMatrix(data)
+        for name, _ in parts:
+            self.file.release(name)  # the matrix keeps its own copy; mapped pages need not stay resident
         return matrix
 
     def _vector(self, name: str, size: int) -> np.ndarray:
@@ -106,25 +107,25 @@ class Model:
         c = self.config
         if c.n_head % c.n_head_kv or c.head_dim % 2:
             raise ModelFileError(self.path, f"{c.n_head} query heads cannot share {c.n_head_kv} KV heads")
-        self.token_embd = self._matrix("token_embd.weight", c.n_vocab, c.n_embd)
+        self.token_embd = self._matrix(c.n_embd, ("token_embd.weight", c.n_vocab))
         self.blocks = [
             Block(
                 attn_norm=self._vector(f"blk.{i}.attn_norm.weight", c.n_embd),
-                wq=self._matrix(f"blk.{i}.attn_q.weight", c.n_q, c.n_embd),
-                wk=self._matrix(f"blk.{i}.attn_k.weight", c.n_kv, c.n_embd),
-                wv=self._matrix(f"blk.{i}.attn_v.weight", c.n_kv, c.n_embd),
+                wqkv=self._matrix(
+                    c.n_embd, (f"blk.{i}.attn_q.weight", c.n_q), (f"blk.{i}.attn_k.weight", c.n_kv),
+                    (f"blk.{i}.attn_v.weight", c.n_kv),
+                ),
                 q_norm=self._vector(f"blk.{i}.attn_q_norm.weight", c.head_dim),
                 k_norm=self._vector(f"blk.{i}.attn_k_norm.weight", c.head_dim),
-                wo=self._matrix(f"blk.{i}.attn_output.weight", c.n_embd, c.n_q),
+                wo=self._matrix(c.n_q, (f"blk.{i}.attn_output.weight", c.n_embd)),
                 ffn_norm=self._vector(f"blk.{i}.ffn_norm.weight", c.n_embd),
-                w_gate=self._matrix(f"blk.{i}.ffn_gate.weight", c.n_ff, c.n_embd),
-                w_up=self._matrix(f"blk.{i}.ffn_up.weight", c.n_ff, c.n_embd),
-                w_down=self._matrix(f"blk.{i}.ffn_down.weight", c.n_embd, c.n_ff),
+                w_gate_up=self._matrix(c.n_embd, (f"blk.{i}.ffn_gate.weight", c.n_ff), (f"blk.{i}.ffn_up.weight", c.n_ff)),
+                w_down=self._matrix(c.n_ff, (f"blk.{i}.ffn_down.weight", c.n_embd)),
             )
             for i in range(c.n_layers)
         ]
         self.output_norm = self._vector("output_norm.weight", c.n_embd)
-        self.lm_head = self.token_embd if c.tied_embeddings else self._matrix("output.weight", c.n_vocab, c.n_embd)
+        self.lm_head = self.token_embd if c.tied_embeddings else self._matrix(c.n_embd, ("output.weight", c.n_vocab))
 
     # ---- forward --------------------------------------------------------------------------
 
@@ -156,7 +157,8 @@ class Model:
         c, n = self.config, len(x)
         h = np.empty_like(x)
         kernels.rmsnorm_rows(x, b.attn_norm, c.rms_eps, h)
-        q, k, v = project(h, b.wq, b.wk, b.wv)
+        qkv = b.wqkv.matmul(h)
+        q, k, v = (np.ascontiguousarray(part) for part in np.split(qkv, [c.n_q, c.n_q + c.n_kv], axis=1))
         q = q.reshape(n, c.n_head, c.head_dim)
         k = k.reshape(n, c.n_head_kv, c.head_dim)
         kernels.rmsnorm_rows(q.reshape(-1, c.head_dim), b.q_norm, c.rms_eps, q.reshape(-1, c.head_dim))
@@ -194,7 +196,8 @@ class Model:
     def _feed_forward(self, b: Block, x: np.ndarray) -> np.ndarray:
         h = np.empty_like(x)
         kernels.rmsnorm_rows(x, b.ffn_norm, self.config.rms_eps, h)
-        gate, up = project(h, b.w_gate, b.w_up)
+        gate_up = b.w_gate_up.matmul(h)
+        gate, up = gate_up[:, : self.config.n_ff], gate_up[:, self.config.n_ff :]
         kernels.silu_mul(gate, up)
         return b.w_down.matmul(gate)
 
