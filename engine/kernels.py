@@ -227,19 +227,22 @@ def rope_frequencies(
     return theta * (ramp + (1.0 - ramp) / factor)
 
 
-def rope_table(frequencies: np.ndarray, n_positions: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin for every position, shape [n_positions, head_dim/2], times YaRN's magnitude scale."""
-    angles = np.arange(n_positions, dtype=np.float64)[:, None] * frequencies[None, :]
+def rope_table(frequencies: np.ndarray, start_pos: int, n_positions: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin for positions start_pos.., shape [n_positions, head_dim/2], times YaRN's magnitude scale.
+
+    Computed per forward pass (a few microseconds) rather than tabled for the whole 32k context.
+    """
+    angles = np.arange(start_pos, start_pos + n_positions, dtype=np.float64)[:, None] * frequencies[None, :]
     return (np.cos(angles) * scale).astype(np.float32), (np.sin(angles) * scale).astype(np.float32)
 
 
 @njit(cache=True, nogil=True)
-def rope_neox(x: np.ndarray, start_pos: int, cos: np.ndarray, sin: np.ndarray) -> None:
-    """Rotate x[t, head, :] in place; NEOX pairs dims (i, i + head_dim/2)."""
+def rope_neox(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
+    """Rotate x[t, head, :] in place by row t of rope_table; NEOX pairs dims (i, i + head_dim/2)."""
     half = x.shape[2] // 2
     for t in range(x.shape[0]):
-        c = cos[start_pos + t]
-        s = sin[start_pos + t]
+        c = cos[t]
+        s = sin[t]
         for h in range(x.shape[1]):
             for i in range(half):
                 a = x[t, h, i]

@@ -9,6 +9,7 @@ every position stay in a KVCache so later tokens attend to them without recomput
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,9 @@ from engine.gguf_file import GGML_Q1_0, GGUFFile
 from engine.matrix import DenseMatrix, Matrix, Q1Matrix
 from engine.sampling import SamplingParams, params_from_metadata
 from engine.tokenizer import BonsaiTokenizer
+
+PREFILL_CHUNK = 256  # prompt tokens per pass: bounds a long prompt's activations and attention scores
+# (measured, 4096-token context: peak RSS 1419 MiB with 512, 1389 with 256; pp512 -9 %)
 
 
 @dataclass
@@ -55,9 +59,25 @@ class KVCache:
         self.n_ctx = n_ctx
 
 
+def keep_big_arrays_out_of_the_heap() -> None:
+    """Pin glibc's mmap threshold at its default 128 KB.
+
+    glibc raises the threshold each time a large block is freed, after which prefill's big temporary
+    arrays come from the heap, which fragments and stays resident: +70 MB peak RSS over a
+    4096-token context, measured. Other C libraries: nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold = -3  # mallopt's M_MMAP_THRESHOLD
+    libc.mallopt(m_mmap_threshold, 128 * 1024)
+
+
 class Model:
     def __init__(self, path: str | Path, threads: int | None = None, exact: bool = False) -> None:
         """exact=True keeps decode in float32 (lookup-table GEMV) even where the int8 kernel runs."""
+        keep_big_arrays_out_of_the_heap()
         self.path = Path(path)
         self.int8_decode = simd.AVAILABLE and not exact
         self.file = GGUFFile(self.path)
@@ -72,11 +92,10 @@ class Model:
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="prefill")
         self._load_weights()
         cfg = self.config
-        frequencies = kernels.rope_frequencies(
+        self.rope_frequencies = kernels.rope_frequencies(
             cfg.head_dim, cfg.rope_base, cfg.rope_factor if cfg.uses_yarn else 1.0,
             cfg.rope_original_context, cfg.yarn_beta_fast, cfg.yarn_beta_slow,
         )
-        self.rope_cos, self.rope_sin = kernels.rope_table(frequencies, cfg.context_length, cfg.yarn_attn_factor)
 
     # ---- loading --------------------------------------------------------------------------
 
@@ -143,9 +162,14 @@ class Model:
         ids = np.asarray(tokens, dtype=np.int64)
         if start_pos + len(ids) > cache.n_ctx:
             raise ValueError(f"positions up to {start_pos + len(ids)} do not fit a context of {cache.n_ctx}")
+        if len(ids) > PREFILL_CHUNK:
+            chunks = range(0, len(ids), PREFILL_CHUNK)
+            logits = [self.forward(ids[i : i + PREFILL_CHUNK], cache, start_pos + i, all_logits) for i in chunks]
+            return np.concatenate(logits) if all_logits else logits[-1]
         x = self.token_embd.rows_as_float(ids)
+        rotation = kernels.rope_table(self.rope_frequencies, start_pos, len(ids), self.config.yarn_attn_factor)
         for layer, block in enumerate(self.blocks):
-            x += self._attention(block, layer, x, cache, start_pos)
+            x += self._attention(block, layer, x, cache, start_pos, rotation)
             x += self._feed_forward(block, x)
         hidden = x if all_logits else x[-1:]
         normed = np.empty_like(hidden)
@@ -153,7 +177,9 @@ class Model:
         logits = self.lm_head.matmul(normed)
         return logits if all_logits else logits[0]
 
-    def _attention(self, b: Block, layer: int, x: np.ndarray, cache: KVCache, start_pos: int) -> np.ndarray:
+    def _attention(
+        self, b: Block, layer: int, x: np.ndarray, cache: KVCache, start_pos: int, rotation: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
         c, n = self.config, len(x)
         h = np.empty_like(x)
         kernels.rmsnorm_rows(x, b.attn_norm, c.rms_eps, h)
@@ -163,8 +189,8 @@ class Model:
         k = k.reshape(n, c.n_head_kv, c.head_dim)
         kernels.rmsnorm_rows(q.reshape(-1, c.head_dim), b.q_norm, c.rms_eps, q.reshape(-1, c.head_dim))
         kernels.rmsnorm_rows(k.reshape(-1, c.head_dim), b.k_norm, c.rms_eps, k.reshape(-1, c.head_dim))
-        kernels.rope_neox(q, start_pos, self.rope_cos, self.rope_sin)
-        kernels.rope_neox(k, start_pos, self.rope_cos, self.rope_sin)
+        kernels.rope_neox(q, *rotation)
+        kernels.rope_neox(k, *rotation)
         end = start_pos + n
         cache.k[layer, start_pos:end] = k
         cache.v[layer, start_pos:end] = v.reshape(n, c.n_head_kv, c.head_dim)
@@ -186,10 +212,12 @@ class Model:
         n, group = len(q), self.config.n_head // self.config.n_head_kv
         heads = slice(kv * group, (kv + 1) * group)
         queries = q[:, heads].transpose(1, 0, 2)  # [group, n, head_dim]
-        scores = queries @ keys[:, kv].T / np.float32(np.sqrt(self.config.head_dim))  # [group, n, end]
+        scores = queries @ keys[:, kv].T  # [group, n, end]; updated in place: it is the big temporary
+        scores *= np.float32(1 / np.sqrt(self.config.head_dim))
         future = np.arange(keys.shape[0])[None, :] > (start_pos + np.arange(n))[:, None]
         scores[:, future] = -np.inf
-        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
         out[:, heads] = (scores @ values[:, kv]).transpose(1, 0, 2)
 

@@ -139,6 +139,16 @@ def test_prefill_then_decode_equals_one_pass(exact_tiny_model: engine.Model) -> 
     np.testing.assert_allclose(np.concatenate(chunked), full, atol=1e-4)
 
 
+def test_a_long_prompt_goes_through_in_chunks(exact_tiny_model: engine.Model, monkeypatch) -> None:
+    model = exact_tiny_model
+    ids = model.tokenize(PROMPT)
+    whole = model.logits(ids)
+    monkeypatch.setattr(engine.model, "PREFILL_CHUNK", 7)
+    assert len(ids) % 7
+    np.testing.assert_allclose(model.logits(ids), whole, atol=1e-4)
+    np.testing.assert_allclose(model.forward(ids, model.new_cache(len(ids)), 0), whole[-1], atol=1e-4)
+
+
 @needs_int8
 def test_int8_decode_stays_close_to_the_float64_reference(tiny_model: engine.Model, tiny_model_path) -> None:
     assert tiny_model.int8_decode
