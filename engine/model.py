@@ -29,8 +29,9 @@ from engine.matrix import DenseMatrix, Matrix, Q1Matrix
 from engine.sampling import SamplingParams, params_from_metadata
 from engine.tokenizer import BonsaiTokenizer
 
-PREFILL_CHUNK = 256  # prompt tokens per pass: bounds a long prompt's activations and attention scores
-# (measured, 4096-token context: peak RSS 1419 MiB with 512, 1389 with 256; pp512 -9 %)
+PREFILL_CHUNK = 512  # prompt tokens per pass: bounds a long prompt's activations (each pass unpacks
+# every weight once, so longer passes prefill faster: 256 cost pp512 9 %)
+ATTENTION_ROWS = 128  # prompt rows per prefill attention job: bounds the [heads, rows, keys] scores
 
 
 @dataclass
@@ -199,27 +200,30 @@ class Model:
             kernels.attention(q, cache.k[layer], cache.v[layer], start_pos, out)
         else:
             keys, values = cache.k[layer, :end], cache.v[layer, :end]
-            list(self.pool.map(lambda kv: self._attend_batch(q, keys, values, kv, start_pos, out), range(c.n_head_kv)))
+            jobs = [(kv, slice(i, min(n, i + ATTENTION_ROWS))) for kv in range(c.n_head_kv) for i in range(0, n, ATTENTION_ROWS)]
+            list(self.pool.map(lambda job: self._attend_batch(q, keys, values, *job, start_pos, out), jobs))
         return b.wo.matmul(out.reshape(n, c.n_q))
 
     def _attend_batch(
-        self, q: np.ndarray, keys: np.ndarray, values: np.ndarray, kv: int, start_pos: int, out: np.ndarray
+        self, q: np.ndarray, keys: np.ndarray, values: np.ndarray, kv: int, rows: slice, start_pos: int,
+        out: np.ndarray,
     ) -> None:
-        """Prefill attention for the query heads sharing KV head `kv`, as two BLAS matmuls.
+        """Prefill attention of query rows `rows`, for the heads sharing KV head `kv`: two BLAS matmuls.
 
         Same maths as kernels.attention (which serves decode): causal softmax(q·kᵀ/√d)·v.
         """
-        n, group = len(q), self.config.n_head // self.config.n_head_kv
+        group = self.config.n_head // self.config.n_head_kv
         heads = slice(kv * group, (kv + 1) * group)
-        queries = q[:, heads].transpose(1, 0, 2)  # [group, n, head_dim]
-        scores = queries @ keys[:, kv].T  # [group, n, end]; updated in place: it is the big temporary
+        end = start_pos + rows.stop  # keys past the slice's last row are in every row's future
+        queries = q[rows, heads].transpose(1, 0, 2)  # [group, rows, head_dim]
+        scores = queries @ keys[:end, kv].T  # [group, rows, end]; updated in place: it is the big temporary
         scores *= np.float32(1 / np.sqrt(self.config.head_dim))
-        future = np.arange(keys.shape[0])[None, :] > (start_pos + np.arange(n))[:, None]
+        future = np.arange(end)[None, :] > (start_pos + np.arange(rows.start, rows.stop))[:, None]
         scores[:, future] = -np.inf
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
-        out[:, heads] = (scores @ values[:, kv]).transpose(1, 0, 2)
+        out[rows, heads] = (scores @ values[:end, kv]).transpose(1, 0, 2)
 
     def _feed_forward(self, b: Block, x: np.ndarray) -> np.ndarray:
         h = np.empty_like(x)

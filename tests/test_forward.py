@@ -149,6 +149,13 @@ def test_a_long_prompt_goes_through_in_chunks(exact_tiny_model: engine.Model, mo
     np.testing.assert_allclose(model.forward(ids, model.new_cache(len(ids)), 0), whole[-1], atol=1e-4)
 
 
+def test_prefill_attention_in_row_slices_is_the_same(exact_tiny_model: engine.Model, monkeypatch) -> None:
+    ids = exact_tiny_model.tokenize(PROMPT)
+    whole = exact_tiny_model.logits(ids)
+    monkeypatch.setattr(engine.model, "ATTENTION_ROWS", 5)
+    np.testing.assert_allclose(exact_tiny_model.logits(ids), whole, atol=1e-4)
+
+
 @needs_int8
 def test_int8_decode_stays_close_to_the_float64_reference(tiny_model: engine.Model, tiny_model_path) -> None:
     assert tiny_model.int8_decode
