@@ -132,6 +132,7 @@ class GGUFFile:
             infos.append((name, tuple(reversed(dims)), cur.scalar("I"), cur.scalar("Q")))
         alignment = int(self.metadata.get("general.alignment", DEFAULT_ALIGNMENT))
         data_start = -(-cur.pos // alignment) * alignment
+        self._drop_pages(0, cur.pos)  # parsed: the vocabulary's ~8 MB of strings need not stay resident
         for name, shape, ggml_type, offset in infos:
             self.tensors[name] = self._tensor_info(name, shape, ggml_type, data_start + offset)
 
@@ -156,9 +157,12 @@ class GGUFFile:
         """Tell the kernel we are done with a tensor's pages (after copying it): they leave this
         process's resident memory and come back from the page cache if read again."""
         info = self.tensors[name]
-        start = info.offset - info.offset % mmap.PAGESIZE
+        self._drop_pages(info.offset, info.offset + info.nbytes)
+
+    def _drop_pages(self, start: int, stop: int) -> None:
+        start -= start % mmap.PAGESIZE
         if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            self._map.madvise(mmap.MADV_DONTNEED, start, info.offset + info.nbytes - start)
+            self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
     def tensor(self, name: str) -> np.ndarray:
         """F32/F16 tensors in their shape; Q1_0 as uint8 rows of 18-byte blocks."""

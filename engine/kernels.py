@@ -4,14 +4,17 @@ Q1_0 layout (GGML type 41): a row of n weights is n/128 blocks of 18 bytes,
     [ fp16 scale d (2 bytes, little-endian) | 16 bytes of sign bits ]
 and weight j of a block is +d if bit (j % 8) of bit-byte (j // 8) is set (LSB first), else -d.
 
-Decode multiplies each matrix by one activation vector (GEMV). Instead of testing bits, we build
-a lookup table once per input vector: for each group of 8 activations, the 256 possible signed
-sums. Each weight byte then costs one table load and one add (the T-MAC idea).
+Decode multiplies each matrix by one activation vector (GEMV), in one of two ways:
+- int8 (q1_gemv_q8, where simd.AVAILABLE): the vector is rounded to int8 per 32 values, and each
+  block of 128 weights is a handful of AVX-512 instructions (see simd.py). ~68 G weights/s.
+- exact (q1_gemv_lut): instead of testing bits, a lookup table built once per input vector: for
+  each group of 8 activations, the 256 possible signed sums. Each weight byte then costs one table
+  load and one add (the T-MAC idea). ~38 G weights/s.
 
-The whole table (256 KB for 2048 inputs) does not fit L1, but one block column of it (16 KB) does.
-So the loader regroups each matrix into tiles of ROW_TILE rows, stored block column by block
-column ([tile, block, row in tile, 18 bytes]: same bytes, other order): the kernel reads the
-weights sequentially while the slice of the table it needs stays in L1. 2.3x faster than rows.
+The loader regroups each matrix into tiles of ROW_TILE rows, stored block column by block column
+([tile, block, row in tile, 18 bytes]: same bytes, other order): the kernels read the weights
+sequentially while the activations of one block column (or its 16 KB slice of the 256 KB table)
+stay in L1. For the table kernel that is 2.3x faster than rows.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Weight matrices: y = x @ W.T for a batch of rows x, whatever the storage type.
 
 Q1_0 matrices stay 1-bit: their bytes are regrouped once at load (see kernels.py), never expanded.
-One row of x (decode, or each row of a short prompt) goes through the lookup-table GEMV kernel; a
-longer batch (prefill) is compute-bound, so tiles of rows are unpacked to float32 and handed to
-numpy's BLAS matmul, never the whole matrix at once. Prefill tiles are spread over a pool of
-threads, each unpacking and multiplying its own tile with a single-threaded BLAS: BLAS's own
-threads busy-wait between calls and would steal the cores from the unpacking.
+One row of x (decode, or each row of a short prompt) goes through a GEMV kernel: int8 activations
+where the CPU allows (Q8Vector), else the exact float lookup table. A longer batch (prefill) is
+compute-bound, so tiles of rows are unpacked to float32 and handed to numpy's BLAS matmul, never the
+whole matrix at once. Prefill tiles are spread over a pool of threads, each unpacking and
+multiplying its own tile with a single-threaded BLAS: BLAS's own threads busy-wait between calls
+and would steal the cores from the unpacking.
 """
 
 from __future__ import annotations
