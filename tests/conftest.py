@@ -38,6 +38,13 @@ def tiny_model(tiny_model_path: Path) -> engine.Model:
 
 
 @pytest.fixture(scope="session")
+def exact_tiny_model(tiny_model_path: Path) -> engine.Model:
+    """The tiny model with float32 decode: for tests that compare two computation orders exactly
+    (int8 rounding can flip a near-tie argmax between them)."""
+    return engine.load(tiny_model_path, threads=2, exact=True)
+
+
+@pytest.fixture(scope="session")
 def qwen2_vocab() -> Path:
     """llama.cpp's ggml-vocab-qwen2.gguf (the real Qwen2 vocabulary) and its expected ids.
 

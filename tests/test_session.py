@@ -20,7 +20,8 @@ def run(events) -> tuple[list[TokenEvent], DoneEvent]:
     return events[:-1], events[-1]
 
 
-def test_second_turn_reuses_the_cached_prefix_and_matches_a_fresh_session(tiny_model: engine.Model) -> None:
+def test_second_turn_reuses_the_cached_prefix_and_matches_a_fresh_session(exact_tiny_model: engine.Model) -> None:
+    tiny_model = exact_tiny_model
     session = ChatSession(tiny_model, n_ctx=512, params=GREEDY)
     turn1 = [{"role": "user", "content": "hello there"}]
     _, first = run(session.chat(turn1, max_tokens=8))
