@@ -48,6 +48,9 @@ class TensorInfo:
         return TENSOR_TYPES.get(self.ggml_type, (f"type {self.ggml_type}",))[0]
 
 
+_LENGTH = struct.Struct("<Q")
+
+
 class _Cursor:
     """Reads little-endian values from the mapped header, raising on a short file."""
 
@@ -70,6 +73,23 @@ class _Cursor:
         start = self.take(n)
         return self.buf[start : start + n].decode("utf-8", errors="replace")
 
+    def strings(self, count: int) -> list[str]:
+        """An array of strings: the vocabulary and merges, ~300k of them, so one tight loop."""
+        buf, pos, end = self.buf, self.pos, len(self.buf)
+        read_length = _LENGTH.unpack_from
+        out = []
+        for _ in range(count):
+            if pos + 8 > end:
+                break
+            (n,) = read_length(buf, pos)
+            pos += 8
+            out.append(buf[pos : pos + n].decode("utf-8", errors="replace"))
+            pos += n
+        if pos > end or len(out) < count:
+            raise ModelFileError(self.path, "the file is truncated (header ends early)")
+        self.pos = pos
+        return out
+
     def value(self, vtype: int) -> Any:
         if vtype in _SCALARS:
             return self.scalar(_SCALARS[vtype])
@@ -78,7 +98,7 @@ class _Cursor:
         if vtype == _ARRAY:
             etype, count = self.scalar("I"), self.scalar("Q")
             if etype == _STRING:
-                return [self.string() for _ in range(count)]
+                return self.strings(count)
             if etype in _NUMPY:
                 dtype = np.dtype(_NUMPY[etype]).newbyteorder("<")
                 start = self.take(count * dtype.itemsize)

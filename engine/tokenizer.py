@@ -41,6 +41,15 @@ def byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(printable, chars)}
 
 
+@lru_cache(maxsize=1)
+def byte_translation() -> dict[int, int]:
+    """byte_decoder as a str.translate table: stand-in character -> the character of its byte's
+    value, so `.encode("latin-1")` gives the raw bytes; other characters become "?"."""
+    table = dict.fromkeys(range(256), ord("?"))
+    table.update({ord(char): byte for char, byte in byte_decoder().items()})
+    return table
+
+
 class BonsaiTokenizer:
     """encode / decode text, and the raw bytes of each token for UTF-8-safe streaming."""
 
@@ -61,9 +70,9 @@ class BonsaiTokenizer:
         stop = {i for i in map(self.token_id, STOP_TOKENS) if i is not None}
         self.stop_ids = frozenset(stop | ({int(eos)} if eos is not None else set()))
         self.eos_id = int(eos) if eos is not None else None
-        decode = byte_decoder()
+        to_bytes = byte_translation()
         self._bytes = [
-            tok.encode("utf-8") if i in self.special_ids else bytes(decode.get(ch, 0x3F) for ch in tok)
+            tok.encode("utf-8") if i in self.special_ids else tok.translate(to_bytes).encode("latin-1", "replace")
             for i, tok in enumerate(tokens)
         ]
 
