@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from engine import kernels
+
 
 @dataclass
 class SamplingParams:
@@ -93,7 +95,7 @@ def apply_penalties(logits: np.ndarray, recent: np.ndarray, p: SamplingParams) -
 def top_k(ids: np.ndarray, logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Keep the k largest logits, sorted best first (k = 0 keeps all, still sorted)."""
     if 0 < k < len(logits):
-        part = np.argpartition(-logits, k - 1)[:k]
+        part = kernels.top_k_ids(logits, k)
         ids, logits = ids[part], logits[part]
     order = np.argsort(-logits, kind="stable")
     return ids[order], logits[order]

@@ -12,6 +12,9 @@ One step takes one 128-weight Q1_0 block and the matching 128 int8 activations:
     acc   += d * (lanes * lane_scales)        (lane i of 64 covers 4 activations of one 32-block,
                                                so the Q8 scale of that block is a per-lane factor)
 acc is a 16-float partial sum per output row; the caller sums its lanes once per row.
+
+Numba's on-disk cache of kernels.q1_gemv_q8 is keyed on kernels.py alone: after editing this
+file, touch kernels.py (or delete engine/__pycache__) so the kernel compiles again.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine import kernels
 from engine.sampling import PRESETS, SamplingParams, apply_penalties, min_p, params_from_metadata, sample, top_k, top_p
 
 LOGITS = np.array([1.0, 3.0, 2.0, 0.5, 2.5], dtype=np.float32)
@@ -71,3 +72,17 @@ def test_metadata_defaults_override_balanced() -> None:
 def test_validate_names_the_bad_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         SamplingParams().with_changes(**{field: value}).validate()
+
+
+def test_top_k_ids_finds_the_k_largest_values() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(100):
+        values = rng.standard_normal(int(rng.integers(1, 2000))).astype(np.float32)
+        if trial % 2:
+            values = np.round(values, 1)  # many ties
+        k = int(rng.integers(1, 60))
+        found = kernels.top_k_ids(values, k)
+        assert len(set(found.tolist())) == len(found) == min(k, len(values))
+        np.testing.assert_array_equal(np.sort(values[found]), np.sort(values)[::-1][: len(found)][::-1])
+    with_nan = np.array([0.5, np.nan, 2.0, -1.0], np.float32)
+    assert sorted(kernels.top_k_ids(with_nan, 2).tolist()) == [0, 2]
