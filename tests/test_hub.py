@@ -305,5 +305,7 @@ async def test_download_screen_offers_ways_on_when_the_hub_is_down(hf_cache: Pat
         await until(pilot, lambda: app.screen.query_one("#download-actions").display)
         assert label(app, "#download-error").startswith("cannot reach the hub at http://127.0.0.1:")
         assert label(app, "#download-transfer") == ""  # not "Asking the hub…" any more
+        await until(pilot, lambda: app.screen.query_one("#demo").region.area > 0)  # laid out: clickable
         await pilot.click("#demo")
+        await until(pilot, lambda: app.results)
     assert app.results == [Path("/demo.gguf")]
