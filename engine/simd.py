@@ -37,7 +37,10 @@ _MASK64 = ir.VectorType(ir.IntType(1), 64)
 def _host_has_vnni() -> bool:
     if config.CPU_NAME not in (None, "host"):  # compiling for another CPU: features unknown
         return False
-    features = llvm.get_host_cpu_features()
+    try:
+        features = llvm.get_host_cpu_features()
+    except RuntimeError:  # LLVM cannot tell on this platform
+        return False
     return all(features.get(name, False) for name in ("avx512f", "avx512bw", "avx512vnni", "f16c"))
 
 
