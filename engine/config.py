@@ -11,6 +11,11 @@ from typing import Any
 from engine.errors import ModelFileError
 
 SUPPORTED_ARCHITECTURES = ("qwen3",)
+# said when a file is refused: the Bonsai 27B, for one, is a qwen35 vision-language model
+SUPPORTED_MODELS = (
+    "this engine runs the qwen3 architecture: Bonsai 1.7B, 4B and 8B, 1-bit (Q1_0) or ternary (Q2_0); "
+    "Bonsai 27B (qwen35, vision-language) is not supported"
+)
 
 
 @dataclass(frozen=True)
@@ -58,9 +63,7 @@ class ModelConfig:
     ) -> "ModelConfig":
         arch = metadata.get("general.architecture")
         if arch not in SUPPORTED_ARCHITECTURES:
-            raise ModelFileError(
-                path, f"unsupported architecture {arch!r} (this engine runs: {', '.join(SUPPORTED_ARCHITECTURES)})"
-            )
+            raise ModelFileError(path, f"unsupported architecture {arch!r} ({SUPPORTED_MODELS})")
 
         def need(key: str) -> Any:
             full = f"{arch}.{key}"

@@ -21,12 +21,16 @@ GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 
 # GGML tensor types the engine runs: name, weights per block, bytes per block
-GGML_F32, GGML_F16, GGML_Q1_0 = 0, 1, 41
+GGML_F32, GGML_F16, GGML_Q1_0, GGML_Q2_0 = 0, 1, 41, 42
 TENSOR_TYPES: dict[int, tuple[str, int, int]] = {
     GGML_F32: ("F32", 1, 4),
     GGML_F16: ("F16", 1, 2),
     GGML_Q1_0: ("Q1_0", 128, 18),
+    GGML_Q2_0: ("Q2_0", 128, 34),  # PrismML's layout; see Q2_LAYOUTS
 }
+# Q2_0 has two layouts under one type id (PrismML's, and mainline llama.cpp's "g64"): a file's
+# layout is read from the room its tensors take (GGUFFile.q2_layout)
+Q2_LAYOUTS = {"g128": (128, 34), "g64": (64, 18)}
 
 # GGUF metadata value types -> struct format (strings = 8, arrays = 9 handled apart)
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -153,15 +157,18 @@ class GGUFFile:
         alignment = int(self.metadata.get("general.alignment", DEFAULT_ALIGNMENT))
         data_start = -(-cur.pos // alignment) * alignment
         self._drop_pages(0, cur.pos)  # parsed: the vocabulary's ~8 MB of strings need not stay resident
+        self.q2_layout = self._q2_layout(infos, data_start, alignment)
         for name, shape, ggml_type, offset in infos:
             self.tensors[name] = self._tensor_info(name, shape, ggml_type, data_start + offset)
 
     def _tensor_info(self, name: str, shape: tuple[int, ...], ggml_type: int, offset: int) -> TensorInfo:
         if ggml_type not in TENSOR_TYPES:
             raise ModelFileError(
-                self.path, f"tensor {name} has unsupported type {ggml_type} (supported: F32, F16, Q1_0)"
+                self.path, f"tensor {name} has unsupported type {ggml_type} (supported: F32, F16, Q1_0, Q2_0)"
             )
         _, block, block_bytes = TENSOR_TYPES[ggml_type]
+        if ggml_type == GGML_Q2_0:
+            block, block_bytes = Q2_LAYOUTS[self.q2_layout]
         if shape[-1] % block:
             raise ModelFileError(self.path, f"tensor {name} row length {shape[-1]} is not a multiple of {block}")
         nbytes = int(np.prod(shape, dtype=np.int64)) // block * block_bytes
@@ -172,6 +179,35 @@ class GGUFFile:
                 f"but the file has {self.file_size:,} (an interrupted download?)",
             )
         return TensorInfo(name, shape, ggml_type, offset, nbytes)
+
+    def _q2_layout(self, infos: list, data_start: int, alignment: int) -> str | None:
+        """"g128" or "g64" if the file has Q2_0 tensors, from the bytes between each one's offset and
+        the next tensor's (the writer pads each tensor to the alignment; the last one ends the file).
+        A tensor whose room fits neither layout, or tensors that disagree, make the file refused;
+        the last tensor only counts if it fits, so a truncated file is reported as truncated."""
+        starts = sorted(offset for *_, offset in infos)
+        following = dict(zip(starts, starts[1:]))
+        votes: set[str] = set()
+        for name, shape, ggml_type, offset in infos:
+            if ggml_type != GGML_Q2_0 or not shape:
+                continue
+            is_last = offset not in following
+            room = (self.file_size - data_start if is_last else following[offset]) - offset
+            n = int(np.prod(shape, dtype=np.int64))
+            sizes = {layout: n // block * nbytes for layout, (block, nbytes) in Q2_LAYOUTS.items() if shape[-1] % block == 0}
+            fits = {layout for layout, size in sizes.items() if size <= room < size + alignment}
+            if len(fits) == 1:
+                votes |= fits
+            elif not fits and not is_last:  # (both fit: a tiny tensor, padding hides the difference)
+                expected = " or ".join(f"{size:,} ({layout})" for layout, size in sizes.items())
+                raise ModelFileError(
+                    self.path, f"Q2_0 tensor {name} takes {room:,} bytes, which fits neither Q2_0 layout (expected {expected})"
+                )
+        if len(votes) > 1:
+            raise ModelFileError(self.path, "its Q2_0 tensors mix the 128- and 64-weight layouts")
+        if not votes and any(info[2] == GGML_Q2_0 for info in infos):
+            raise ModelFileError(self.path, "its Q2_0 tensors fit neither Q2_0 layout (a truncated or damaged file?)")
+        return votes.pop() if votes else None
 
     def release(self, name: str) -> None:
         """Tell the kernel we are done with a tensor's pages (after copying it): they leave this
@@ -185,9 +221,9 @@ class GGUFFile:
             self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
     def tensor(self, name: str) -> np.ndarray:
-        """F32/F16 tensors in their shape; Q1_0 as uint8 rows of 18-byte blocks."""
+        """F32/F16 tensors in their shape; Q1_0 and Q2_0 as uint8 rows of blocks."""
         info = self.tensors[name]
-        if info.ggml_type == GGML_Q1_0:
+        if info.ggml_type in (GGML_Q1_0, GGML_Q2_0):
             rows = int(np.prod(info.shape[:-1], dtype=np.int64))
             flat = np.frombuffer(self._map, dtype=np.uint8, count=info.nbytes, offset=info.offset)
             return flat.reshape(rows, info.nbytes // rows)

@@ -24,8 +24,9 @@ from engine import kernels, simd
 from engine.chat_template import ChatTemplate
 from engine.config import ModelConfig
 from engine.errors import ModelFileError
-from engine.gguf_file import GGML_Q1_0, GGUFFile
+from engine.gguf_file import GGML_Q1_0, GGML_Q2_0, GGUFFile
 from engine.matrix import DenseMatrix, Matrix, Q1Matrix
+from engine.q2_matrix import Q2Matrix
 from engine.sampling import SamplingParams, params_from_metadata
 from engine.tokenizer import BonsaiTokenizer
 
@@ -106,7 +107,12 @@ class Model:
         if len(types) > 1:
             raise ModelFileError(self.path, f"{', '.join(n for n, _ in parts)} mix weight types")
         data = np.concatenate([self.file.tensor(name) for name, _ in parts])
-        matrix = Q1Matrix(data, cols, self.pool, self.int8_decode) if GGML_Q1_0 in types else DenseMatrix(data)
+        if GGML_Q1_0 in types:
+            matrix: Matrix | Q2Matrix = Q1Matrix(data, cols, self.pool, self.int8_decode)
+        elif GGML_Q2_0 in types:
+            matrix = Q2Matrix(data, cols, self.pool, self.int8_decode)
+        else:
+            matrix = DenseMatrix(data)
         for name, _ in parts:
             self.file.release(name)  # the matrix keeps its own copy; mapped pages need not stay resident
         return matrix

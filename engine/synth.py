@@ -22,6 +22,9 @@ import numpy as np
 from engine.tokenizer import TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_USER_DEFINED, byte_decoder
 
 BONSAI_1_7B_BYTES = 248_302_272
+BONSAI_4B_BYTES = 572_270_624
+BONSAI_8B_BYTES = 1_158_654_496
+GGML_Q2_0 = 42  # not in the gguf package's enum yet: written by number
 PADDING_KEY = "bonsai_tui.synth.padding"
 
 # Qwen3's added tokens, in id order after the regular vocabulary (<|endoftext|> first)
@@ -47,7 +50,8 @@ class SynthSpec:
     rope_base: float = 1_000_000.0
     rope_factor: float = 4.0  # YaRN; 1 = off
     rope_original_context: int = 8192
-    weight_type: str = "Q1_0"  # for the matrices: Q1_0, F16 or F32
+    weight_type: str = "Q1_0"  # for the matrices: Q1_0, Q2_0 (ternary), F16 or F32
+    q2_layout: str = "g128"  # Q2_0 blocks: PrismML's 128 weights in 34 bytes, or mainline's 64 in 18
     tied: bool = True  # no output.weight: the LM head reuses token_embd
     target_bytes: int = 0  # pad the metadata so the file has exactly this size (0: no padding)
 
@@ -61,7 +65,19 @@ PRESETS: dict[str, SynthSpec] = {
         n_layers=28, n_embd=2048, n_ff=6144, n_head=16, n_head_kv=8, head_dim=128,
         n_regular_tokens=151_643, target_bytes=BONSAI_1_7B_BYTES,
     ),
+    "bonsai-4b": SynthSpec(
+        n_layers=36, n_embd=2560, n_ff=9728, n_head=32, n_head_kv=8, head_dim=128,
+        n_regular_tokens=151_643, target_bytes=BONSAI_4B_BYTES,
+    ),
+    "bonsai-8b": SynthSpec(
+        n_layers=36, n_embd=4096, n_ff=12288, n_head=32, n_head_kv=8, head_dim=128,
+        n_regular_tokens=151_643, context_length=65536, tied=False, target_bytes=BONSAI_8B_BYTES,
+    ),
 }
+# Ternary-Bonsai: the same shapes with every matrix in Q2_0 (the hub's files are ~436 MiB, 1,020 MiB
+# and 2.03 GiB; their exact sizes are not published, so no padding)
+for _size in ("1.7b", "4b", "8b"):
+    PRESETS[f"ternary-{_size}"] = replace(PRESETS[f"bonsai-{_size}"], weight_type="Q2_0", target_bytes=0)
 
 
 def qwen3_chat_template() -> str:
@@ -119,11 +135,31 @@ def random_q1(rng: np.random.Generator, rows: int, cols: int, scale: float) -> n
     return np.concatenate([d.view(np.uint8), bits], axis=2).reshape(rows, n_blocks * 18)
 
 
-def _add_matrix(writer: gguf.GGUFWriter, name: str, rng: np.random.Generator, rows: int, cols: int, kind: str) -> None:
+def random_q2(rng: np.random.Generator, rows: int, cols: int, scale: float, layout: str = "g128") -> np.ndarray:
+    """Random ternary Q2_0 bytes: per 128 weights an fp16 scale and 32 bytes of codes 0/1/2
+    (-d, 0, +d with odds 1:2:1). layout "g64" writes the same weights as two 64-weight blocks
+    sharing the scale, so both layouts of one seed decode to identical matrices."""
+    n_blocks = cols // 128
+    d = (rng.uniform(0.5, 1.5, size=(rows, n_blocks, 1)) * scale).astype("<f2").view(np.uint8)
+    codes = rng.integers(0, 256, size=(rows, n_blocks, 32), dtype=np.uint8)
+    codes ^= ((codes & 0xAA) >> 1 & codes & 0x55) << 1  # code 3 -> 1: ternary files never hold 3
+    if layout == "g128":
+        return np.concatenate([d, codes], axis=2).reshape(rows, n_blocks * 34)
+    halves = codes.reshape(rows, n_blocks, 2, 16)
+    both = np.concatenate([np.broadcast_to(d[:, :, None, :], (rows, n_blocks, 2, 2)), halves], axis=3)
+    return both.reshape(rows, n_blocks * 36)
+
+
+def _add_matrix(
+    writer: gguf.GGUFWriter, name: str, rng: np.random.Generator, rows: int, cols: int, kind: str, layout: str = "g128"
+) -> None:
     scale = 1.0 / np.sqrt(cols)
     if kind == "Q1_0":
         data = random_q1(rng, rows, cols, scale)
         writer.add_tensor(name, data, raw_dtype=gguf.GGMLQuantizationType.Q1_0)
+    elif kind == "Q2_0":  # half the weights are zero: a larger scale keeps the same variance
+        data = random_q2(rng, rows, cols, scale * np.sqrt(2.0), layout)
+        writer.add_tensor(name, data.view(np.int8), raw_shape=(rows, cols), raw_dtype=GGML_Q2_0)  # int8: shape as given
     else:
         dtype = np.float16 if kind == "F16" else np.float32
         writer.add_tensor(name, (rng.standard_normal((rows, cols)) * scale).astype(dtype))
@@ -137,23 +173,23 @@ def _add_tensors(writer: gguf.GGUFWriter, spec: SynthSpec, n_vocab: int, seed: i
     rng = np.random.default_rng(seed)
     n_q, n_kv = spec.n_head * spec.head_dim, spec.n_head_kv * spec.head_dim
     # the embedding rows are also the LM head when tied: unit scale gives logits of order 1
-    _add_matrix(writer, "token_embd.weight", rng, n_vocab, spec.n_embd, spec.weight_type)
+    _add_matrix(writer, "token_embd.weight", rng, n_vocab, spec.n_embd, spec.weight_type, spec.q2_layout)
     for i in range(spec.n_layers):
         blk = f"blk.{i}"
         _add_norm(writer, f"{blk}.attn_norm.weight", rng, spec.n_embd)
-        _add_matrix(writer, f"{blk}.attn_q.weight", rng, n_q, spec.n_embd, spec.weight_type)
-        _add_matrix(writer, f"{blk}.attn_k.weight", rng, n_kv, spec.n_embd, spec.weight_type)
-        _add_matrix(writer, f"{blk}.attn_v.weight", rng, n_kv, spec.n_embd, spec.weight_type)
+        _add_matrix(writer, f"{blk}.attn_q.weight", rng, n_q, spec.n_embd, spec.weight_type, spec.q2_layout)
+        _add_matrix(writer, f"{blk}.attn_k.weight", rng, n_kv, spec.n_embd, spec.weight_type, spec.q2_layout)
+        _add_matrix(writer, f"{blk}.attn_v.weight", rng, n_kv, spec.n_embd, spec.weight_type, spec.q2_layout)
         _add_norm(writer, f"{blk}.attn_q_norm.weight", rng, spec.head_dim)
         _add_norm(writer, f"{blk}.attn_k_norm.weight", rng, spec.head_dim)
-        _add_matrix(writer, f"{blk}.attn_output.weight", rng, spec.n_embd, n_q, spec.weight_type)
+        _add_matrix(writer, f"{blk}.attn_output.weight", rng, spec.n_embd, n_q, spec.weight_type, spec.q2_layout)
         _add_norm(writer, f"{blk}.ffn_norm.weight", rng, spec.n_embd)
-        _add_matrix(writer, f"{blk}.ffn_gate.weight", rng, spec.n_ff, spec.n_embd, spec.weight_type)
-        _add_matrix(writer, f"{blk}.ffn_up.weight", rng, spec.n_ff, spec.n_embd, spec.weight_type)
-        _add_matrix(writer, f"{blk}.ffn_down.weight", rng, spec.n_embd, spec.n_ff, spec.weight_type)
+        _add_matrix(writer, f"{blk}.ffn_gate.weight", rng, spec.n_ff, spec.n_embd, spec.weight_type, spec.q2_layout)
+        _add_matrix(writer, f"{blk}.ffn_up.weight", rng, spec.n_ff, spec.n_embd, spec.weight_type, spec.q2_layout)
+        _add_matrix(writer, f"{blk}.ffn_down.weight", rng, spec.n_embd, spec.n_ff, spec.weight_type, spec.q2_layout)
     _add_norm(writer, "output_norm.weight", rng, spec.n_embd)
     if not spec.tied:
-        _add_matrix(writer, "output.weight", rng, n_vocab, spec.n_embd, spec.weight_type)
+        _add_matrix(writer, "output.weight", rng, n_vocab, spec.n_embd, spec.weight_type, spec.q2_layout)
 
 
 # ---- metadata -----------------------------------------------------------------------------

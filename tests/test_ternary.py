@@ -1,0 +1,199 @@
+"""Q2_0 (ternary Bonsai): each kernel path against its NumPy twin in both layouts, whole models
+against the float64 reference, and malformed ternary files refused in one line."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engine
+import reference
+from engine import q2_kernels, simd, synth
+from engine.config import ModelConfig
+from engine.errors import ModelFileError
+from engine.matrix import GEMV_MAX_ROWS, INT8_GEMV_MAX_ROWS
+from engine.q2_matrix import Q2Matrix, Q8Interleaved
+from engine.synth import random_q2, write_model
+
+LOGIT_ATOL = 2e-4  # float32 engine vs float64 reference (as test_forward)
+INT8_LOGIT_ATOL = 0.25  # int8 activations (as test_forward; measured 0.08 on the tiny ternary model)
+needs_int8 = pytest.mark.skipif(not simd.AVAILABLE, reason="int8 decode kernel needs AVX-512 BW + VNNI")
+LAYOUTS = ["g128", "g64"]
+ROWS = 131  # two full row tiles and a padded third
+
+
+def dense(data: np.ndarray, cols: int) -> np.ndarray:
+    """The NumPy twin of a Q2_0 matrix: float64, straight from the layout's definition."""
+    block, block_bytes = q2_kernels.block_layout(cols, data.shape[1])
+    blocks = data.reshape(data.shape[0], cols // block, block_bytes)
+    d = blocks[:, :, :2].copy().view("<f2").astype(np.float64)
+    codes = np.stack([(blocks[:, :, 2:] >> (2 * s)) & 3 for s in range(4)], axis=-1)  # weight 4k + s
+    return ((codes.reshape(len(data), -1, block) - 1.0) * d).reshape(len(data), cols)
+
+
+def hand_row(layout: str, d: float, codes: np.ndarray) -> np.ndarray:
+    """One Q2_0 row built by hand: codes 0..3 packed four to a byte, lowest bits first."""
+    block = q2_kernels.LAYOUTS[layout][0]
+    out = []
+    for chunk in codes.reshape(-1, block):
+        packed = (chunk.reshape(-1, 4) << np.array([0, 2, 4, 6])).sum(1).astype(np.uint8)
+        out.append(np.concatenate([np.array([d], "<f2").view(np.uint8), packed]))
+    return np.concatenate(out)[None, :]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layout_matches_the_spec(layout: str) -> None:
+    codes = np.arange(256) % 4  # -d, 0, +d, and +2d (code 3, which ternary files never hold)
+    row = hand_row(layout, 0.5, codes)
+    assert row.shape[1] == {"g128": 2 * 34, "g64": 4 * 18}[layout]
+    out = np.empty((1, 256), np.float32)
+    matrix = Q2Matrix(row, 256, ThreadPoolExecutor(1))
+    q2_kernels.q2_dequantize(matrix.tiles, 0, 1, out)
+    np.testing.assert_array_equal(out[0], 0.5 * (codes - 1.0))
+    row[0, 2] = 0b10  # weight 0 is the lowest two bits of the first code byte: +d, the rest -d
+    q2_kernels.q2_dequantize(Q2Matrix(row, 256, ThreadPoolExecutor(1)).tiles, 0, 1, out)
+    assert list(out[0, :8]) == [0.5, -0.5, -0.5, -0.5, -0.5, 0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_exact_gemv_and_tiled_gemm_match_the_twin(layout: str) -> None:
+    rng = np.random.default_rng(1)
+    data = random_q2(rng, ROWS, 512, 0.05, layout)
+    matrix = Q2Matrix(data, 512, ThreadPoolExecutor(2))
+    x = rng.standard_normal((GEMV_MAX_ROWS + 5, 512)).astype(np.float32)
+    expected = x.astype(np.float64) @ dense(data, 512).T
+    np.testing.assert_allclose(matrix.matmul(x[:1]), expected[:1], atol=1e-4)  # lookup-table GEMV
+    np.testing.assert_allclose(matrix.matmul(x), expected, atol=1e-4)  # dequantize + BLAS
+    ids = np.array([0, ROWS - 1, 64])
+    np.testing.assert_array_equal(matrix.rows_as_float(ids), dense(data, 512)[ids].astype(np.float32))
+
+
+def test_interleaved_quantization_is_int8_per_32_in_the_codes_order() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(256).astype(np.float32) * np.repeat([0.01, 1.0, 30.0, 0.0], 64)
+    row = Q8Interleaved.of(x)
+    scales = np.abs(x.reshape(-1, 32)).max(1) / 127
+    plain = np.round(x / np.where(scales > 0, scales, 1).repeat(32))  # the twin: llama.cpp's Q8_0
+    order = np.array([64 * g + 4 * k + s for g in range(4) for s in range(4) for k in range(16)])
+    np.testing.assert_array_equal(row.codes, plain[order])
+    lane_codes = row.codes.astype(np.int32).reshape(-1, 4)
+    np.testing.assert_array_equal(row.neg_sums, -lane_codes.sum(1))
+    lane_blocks = order.reshape(-1, 4) // 32  # every lane inside one 32-block
+    assert np.all(lane_blocks == lane_blocks[:, :1])
+    np.testing.assert_allclose(row.scales, scales[lane_blocks[:, 0]], rtol=1e-6)
+
+
+@needs_int8
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_int8_gemv_is_the_exact_product_of_the_rounded_activations(layout: str) -> None:
+    rng = np.random.default_rng(2)
+    data = random_q2(rng, ROWS, 512, 0.05, layout)
+    data[:, 2:18] = 0xFF  # some code-3 bytes too (+2d): the kernel must not assume ternary
+    matrix = Q2Matrix(data, 512, ThreadPoolExecutor(2), int8_decode=True)
+    x = rng.standard_normal(512).astype(np.float32) * np.repeat([0.01, 1.0, 30.0, 0.0], 128)
+    row = matrix.encode(x)
+    assert isinstance(row, Q8Interleaved)
+    scales = np.abs(x.reshape(-1, 32)).max(1) / 127
+    rounded = np.round(x / np.where(scales > 0, scales, 1).repeat(32)) * scales.repeat(32).astype(np.float64)
+    np.testing.assert_allclose(matrix.matvec(row), rounded @ dense(data, 512).T, rtol=1e-5, atol=1e-4)
+    assert matrix.matmul(x[None, :]).shape == (1, ROWS) and INT8_GEMV_MAX_ROWS >= 1
+
+
+def test_a_row_length_fitting_neither_layout_is_an_error() -> None:
+    with pytest.raises(ValueError, match="fit neither Q2_0 layout"):
+        Q2Matrix(np.zeros((2, 35), np.uint8), 128, ThreadPoolExecutor(1))
+
+
+# ---- whole models ---------------------------------------------------------------------------
+
+PROMPT_IDS = list(range(300, 300 + INT8_GEMV_MAX_ROWS + 9))  # long enough for the batch path
+
+
+@pytest.fixture(scope="module")
+def ternary_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("ternary")
+    return {
+        layout: write_model(folder / f"{layout}.gguf", "tiny", seed=5, weight_type="Q2_0", q2_layout=layout, tied=False)
+        for layout in LAYOUTS
+    }
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_ternary_logits_match_float64_reference(ternary_paths: dict[str, Path], layout: str) -> None:
+    path = ternary_paths[layout]
+    model = engine.load(path, threads=2, exact=True)
+    assert model.file.q2_layout == layout
+    want = reference.forward(str(path), PROMPT_IDS)
+    assert np.abs(model.logits(PROMPT_IDS) - want).max() < LOGIT_ATOL  # prefill: dequantize + BLAS
+    cache = model.new_cache(8)
+    decoded = np.stack([model.forward([t], cache, i) for i, t in enumerate(PROMPT_IDS[:8])])
+    assert np.abs(decoded - want[:8]).max() < LOGIT_ATOL  # decode: the exact lookup-table GEMV
+
+
+@needs_int8
+def test_ternary_int8_decode_stays_close_to_the_reference(ternary_paths: dict[str, Path]) -> None:
+    model = engine.load(ternary_paths["g64"], threads=2)
+    assert model.int8_decode
+    want = reference.forward(str(ternary_paths["g64"]), PROMPT_IDS[:16])
+    cache = model.new_cache(16)
+    decoded = np.stack([model.forward([t], cache, i) for i, t in enumerate(PROMPT_IDS[:16])])
+    assert LOGIT_ATOL < np.abs(decoded - want).max() < INT8_LOGIT_ATOL
+
+
+def test_same_weights_in_both_layouts_give_the_same_logits(ternary_paths: dict[str, Path]) -> None:
+    g128, g64 = (engine.load(ternary_paths[layout], threads=2, exact=True) for layout in LAYOUTS)
+    assert ternary_paths["g64"].stat().st_size > ternary_paths["g128"].stat().st_size
+    np.testing.assert_array_equal(
+        reference.forward(str(ternary_paths["g128"]), PROMPT_IDS[:4]), reference.forward(str(ternary_paths["g64"]), PROMPT_IDS[:4])
+    )
+    np.testing.assert_allclose(g128.logits(PROMPT_IDS), g64.logits(PROMPT_IDS), atol=1e-5)
+    cache128, cache64 = g128.new_cache(4), g64.new_cache(4)
+    for i, t in enumerate(PROMPT_IDS[:4]):
+        np.testing.assert_allclose(g128.forward([t], cache128, i), g64.forward([t], cache64, i), atol=1e-5)
+
+
+# ---- malformed ternary files ------------------------------------------------------------------
+
+
+def refusal(path: Path) -> str:
+    with pytest.raises(ModelFileError) as info:
+        engine.load(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(path.name + ": ")
+    return message
+
+
+def test_truncated_ternary_file(tmp_path: Path, ternary_paths: dict[str, Path]) -> None:
+    for layout in LAYOUTS:
+        path = tmp_path / f"partial-{layout}.gguf"
+        path.write_bytes(ternary_paths[layout].read_bytes()[:-3000])
+        assert "the file is truncated: tensor output.weight needs bytes up to" in refusal(path)
+
+
+def test_tensor_sizes_fitting_neither_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    honest = synth.random_q2
+    monkeypatch.setattr(synth, "random_q2", lambda *a: np.pad(honest(*a), ((0, 0), (0, 2))))  # 2 bytes too many a row
+    path = write_model(tmp_path / "odd.gguf", "tiny", n_layers=1, weight_type="Q2_0")
+    assert refusal(path) == (  # 1,050 rows x 256 weights, 2 bytes a row too many, padded to 32
+        "odd.gguf: Q2_0 tensor token_embd.weight takes 73,504 bytes, which fits neither Q2_0 layout "
+        "(expected 71,400 (g128) or 75,600 (g64))"
+    )
+
+
+def test_tensors_mixing_both_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    honest, calls = synth.random_q2, []
+    monkeypatch.setattr(synth, "random_q2", lambda *a: honest(*a[:4], LAYOUTS[len(calls.append(0) or calls) % 2]))
+    path = write_model(tmp_path / "mixed.gguf", "tiny", n_layers=1, weight_type="Q2_0")
+    assert refusal(path).endswith("its Q2_0 tensors mix the 128- and 64-weight layouts")
+
+
+def test_the_27b_is_refused_naming_what_runs() -> None:
+    with pytest.raises(ModelFileError) as info:
+        ModelConfig.from_metadata({"general.architecture": "qwen35"}, "Bonsai-27B-Q1_0.gguf")
+    assert str(info.value) == (
+        "Bonsai-27B-Q1_0.gguf: unsupported architecture 'qwen35' (this engine runs the qwen3 architecture: "
+        "Bonsai 1.7B, 4B and 8B, 1-bit (Q1_0) or ternary (Q2_0); Bonsai 27B (qwen35, vision-language) is not supported)"
+    )
