@@ -17,6 +17,7 @@ from engine.errors import ModelFileError
 from engine.matrix import GEMV_MAX_ROWS, INT8_GEMV_MAX_ROWS
 from engine.q2_matrix import Q2Matrix, Q8Interleaved
 from engine.synth import random_q2, write_model
+from test_model_files import refusal
 
 LOGIT_ATOL = 2e-4  # float32 engine vs float64 reference (as test_forward)
 INT8_LOGIT_ATOL = 0.25  # int8 activations (as test_forward; measured 0.08 on the tiny ternary model)
@@ -156,14 +157,6 @@ def test_same_weights_in_both_layouts_give_the_same_logits(ternary_paths: dict[s
 
 
 # ---- malformed ternary files ------------------------------------------------------------------
-
-
-def refusal(path: Path) -> str:
-    with pytest.raises(ModelFileError) as info:
-        engine.load(path)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith(path.name + ": ")
-    return message
 
 
 def test_truncated_ternary_file(tmp_path: Path, ternary_paths: dict[str, Path]) -> None:
