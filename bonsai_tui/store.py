@@ -11,6 +11,7 @@ StoreError; a database locked for longer than the timeout is reported the same w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -63,6 +64,50 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE messages ADD COLUMN prompt_tokens INTEGER",
         "ALTER TABLE messages ADD COLUMN generated_tokens INTEGER",
         "ALTER TABLE messages ADD COLUMN stats_json TEXT",
+    ],
+    [  # 3: attached documents (bonsai_tui/documents/index.py): files, their passages, which
+        # conversation attached what, and the passages each question was given
+        """CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            skipped TEXT,
+            indexed REAL NOT NULL
+        )""",
+        """CREATE TABLE passages (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            heading TEXT NOT NULL,
+            text TEXT NOT NULL
+        )""",
+        "CREATE INDEX passages_by_document ON passages(document_id)",
+        """CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            added REAL NOT NULL,
+            UNIQUE (conversation_id, path)
+        )""",
+        """CREATE TABLE attachment_documents (
+            attachment_id INTEGER NOT NULL REFERENCES attachments(id) ON DELETE CASCADE,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            PRIMARY KEY (attachment_id, document_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE message_sources (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            rank INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            heading TEXT NOT NULL,
+            score REAL NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (message_id, rank)
+        )""",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -321,6 +366,14 @@ class Store:
             yield
         except sqlite3.Error as error:
             raise self._translated(error) from error
+
+    def writing(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on the shared connection, for modules that keep their own tables
+        here (documents/index.py); keep it short, the chat's saves wait for it."""
+        return self._writing()
+
+    def reading(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self._reading()
 
     # ---- conversations ------------------------------------------------------------------------
 

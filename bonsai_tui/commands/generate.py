@@ -8,6 +8,7 @@ import sys
 
 import engine
 from bonsai_tui.commands.common import add_sampling_arguments, add_threads_argument, sampling_params
+from bonsai_tui.commands.documents import add_documents_arguments, documents_context
 from engine.session import ChatSession, DoneEvent
 
 
@@ -20,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctx", type=int, default=0, help="context size in tokens (default: min(model, 4096))")
     parser.add_argument("--think", action="store_true", help="let the model think (enable_thinking)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    add_documents_arguments(parser)
     add_threads_argument(parser)
     add_sampling_arguments(parser)
 
@@ -32,18 +34,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"bonsai-tui generate: {error}", file=sys.stderr)
         return 2
     session = ChatSession(model, n_ctx=args.ctx, params=params)
+    retrieval = documents_context(args, session, model)
+    if retrieval is False:
+        return 2
     if args.raw:
         events = session.generate(model.tokenize(args.prompt), args.max_tokens)
     else:
         messages = [{"role": "system", "content": args.system}] if args.system else []
-        messages.append({"role": "user", "content": args.prompt})
+        messages.append({"role": "user", "content": retrieval.prompt(args.prompt) if retrieval else args.prompt})
         events = session.chat(messages, args.max_tokens, enable_thinking=args.think)
     streamed = 0
     for event in events:
         if isinstance(event, DoneEvent):
             if not args.json:
                 print(event.text[streamed:])  # an incomplete last character, if any
-            report(event, args.json)
+            report(event, args.json, sources=[s.as_citation() for s in retrieval.sources] if retrieval else None)
         elif not args.json:
             sys.stdout.write(event.text)
             sys.stdout.flush()
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def report(done: DoneEvent, as_json: bool) -> None:
+def report(done: DoneEvent, as_json: bool, sources: list[dict] | None = None) -> None:
     if as_json:
         print(json.dumps({
             "prompt_tokens": done.prompt_ids,
@@ -59,6 +64,7 @@ def report(done: DoneEvent, as_json: bool) -> None:
             "text": done.text,
             "stop_reason": done.stop_reason.value,
             "stats": done.stats.as_dict(),
+            **({"sources": sources} if sources is not None else {}),
         }))
         return
     s = done.stats

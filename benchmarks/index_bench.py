@@ -1,0 +1,96 @@
+"""How long documents take to index: a synthetic folder of Markdown files (10,000 files, 100 MB by
+default), indexed into a fresh history database, then checked again unchanged, then searched.
+
+    flock /tmp/bench.lock .venv/bin/python benchmarks/index_bench.py [--files 10000] [--mb 100]
+
+The text is random words from a 5,000-word vocabulary in Zipf-like frequencies, in paragraphs under
+Markdown headings, so the FTS5 index has realistic postings. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from bonsai_tui.documents.index import DocumentIndex
+from bonsai_tui.documents.retrieve import fts_query, query_terms
+from bonsai_tui.store import Store
+
+
+def vocabulary(size: int, rng: random.Random) -> list[str]:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(letters) for _ in range(rng.randint(3, 10))))
+    return sorted(words)
+
+
+def write_corpus(root: Path, files: int, total_bytes: int, seed: int = 0) -> tuple[int, list[str]]:
+    """Writes the corpus; returns its size in bytes and its vocabulary, most frequent first."""
+    rng = random.Random(seed)
+    words = vocabulary(5000, rng)
+    rng.shuffle(words)
+    weights = [1 / (rank + 1) for rank in range(len(words))]
+    per_file = total_bytes // files
+    written = 0
+    for number in range(files):
+        folder = root / f"part{number // 500:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        lines: list[str] = [f"# Document {number}", ""]
+        size = 0
+        while size < per_file:
+            if rng.random() < 0.15:
+                lines += [f"## {' '.join(rng.choices(words, weights, k=3)).capitalize()}", ""]
+            sentence_words = rng.choices(words, weights, k=rng.randint(40, 90))
+            paragraph = " ".join(sentence_words)
+            # wrapped at ~80 columns, as prose files are
+            lines += [paragraph[i : i + 80] for i in range(0, len(paragraph), 80)] + [""]
+            size += len(paragraph) + 4
+        text = "\n".join(lines)
+        (folder / f"doc{number:05d}.md").write_text(text)
+        written += len(text.encode())
+    return written, words
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--mb", type=float, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temp:
+        corpus = Path(temp) / "corpus"
+        written, words = write_corpus(corpus, args.files, int(args.mb * 1e6))
+        with Store(Path(temp) / "history.sqlite3") as store:
+            index = DocumentIndex(store)
+            started, cpu_started = time.perf_counter(), time.process_time()
+            report = index.index([corpus])
+            first, first_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            started = time.perf_counter()
+            again = index.index([corpus])
+            unchanged = time.perf_counter() - started
+            query = fts_query(query_terms(" ".join(words[100:103])))  # three mid-frequency words
+            started = time.perf_counter()
+            hits = index.search(query, report.document_ids, 50)
+            search = time.perf_counter() - started
+        database_mb = sum(p.stat().st_size for p in Path(temp).glob("history.sqlite3*")) / 1e6
+    print(json.dumps({
+        "files": report.files,
+        "text_mb": round(written / 1e6, 1),
+        "passages": report.passages,
+        "index_s": round(first, 1),
+        "index_cpu_s": round(first_cpu, 1),  # this process only: the machine may be shared
+        "index_mb_per_s": round(written / 1e6 / first, 2),
+        "recheck_unchanged_s": round(unchanged, 2),
+        "reindexed_on_recheck": again.reindexed,
+        "search_ms": round(search * 1000, 1),
+        "hits": len(hits),
+        "database_mb": round(database_mb, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
