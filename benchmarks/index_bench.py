@@ -1,7 +1,10 @@
 """How long documents take to index: a synthetic folder of Markdown files (10,000 files, 100 MB by
 default), indexed into a fresh history database, then checked again unchanged, then searched.
 
-    flock /tmp/bench.lock .venv/bin/python benchmarks/index_bench.py [--files 10000] [--mb 100]
+    .venv/bin/python benchmarks/index_bench.py --write /tmp/docs-corpus [--files 10000] [--mb 100]
+    flock /tmp/bench.lock .venv/bin/python benchmarks/index_bench.py --corpus /tmp/docs-corpus
+
+(the corpus is written once, outside the timing and the lock).
 
 The text is random words from a 5,000-word vocabulary in Zipf-like frequencies, in paragraphs under
 Markdown headings, so the FTS5 index has realistic postings. Prints one JSON object.
@@ -58,19 +61,28 @@ def write_corpus(root: Path, files: int, total_bytes: int, seed: int = 0) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", type=Path, metavar="DIR", help="write the corpus into DIR and stop")
+    parser.add_argument("--corpus", type=Path, metavar="DIR", help="measure indexing DIR (written by --write)")
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--mb", type=float, default=100)
     args = parser.parse_args()
+    if args.write:
+        written, words = write_corpus(args.write, args.files, int(args.mb * 1e6))
+        (args.write / ".vocabulary").write_text("\n".join(words))  # hidden files are not indexed
+        print(json.dumps({"files": args.files, "text_mb": round(written / 1e6, 1)}))
+        return
+    if not args.corpus:
+        parser.error("give --write DIR (once) or --corpus DIR")
+    words = (args.corpus / ".vocabulary").read_text().split("\n")
+    written = sum(p.stat().st_size for p in args.corpus.rglob("*.md"))
     with tempfile.TemporaryDirectory() as temp:
-        corpus = Path(temp) / "corpus"
-        written, words = write_corpus(corpus, args.files, int(args.mb * 1e6))
         with Store(Path(temp) / "history.sqlite3") as store:
             index = DocumentIndex(store)
             started, cpu_started = time.perf_counter(), time.process_time()
-            report = index.index([corpus])
+            report = index.index([args.corpus])
             first, first_cpu = time.perf_counter() - started, time.process_time() - cpu_started
             started = time.perf_counter()
-            again = index.index([corpus])
+            again = index.index([args.corpus])
             unchanged = time.perf_counter() - started
             query = fts_query(query_terms(" ".join(words[100:103])))  # three mid-frequency words
             started = time.perf_counter()

@@ -73,6 +73,7 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Hit:
+    passage_id: int
     path: Path
     start_line: int
     end_line: int
@@ -268,7 +269,7 @@ class DocumentIndex:
         try:
             with self.store.reading() as connection:
                 rows = connection.execute(
-                    f"SELECT d.path, p.start_line, p.end_line, p.heading, p.text, bm25(passage_search, {weights}) AS rank"
+                    f"SELECT p.id, d.path, p.start_line, p.end_line, p.heading, p.text, bm25(passage_search, {weights}) AS rank"
                     " FROM passage_search JOIN passages p ON p.id = passage_search.rowid"
                     " JOIN documents d ON d.id = p.document_id"
                     " WHERE passage_search MATCH ? AND p.document_id IN (SELECT value FROM json_each(?))"
@@ -277,7 +278,21 @@ class DocumentIndex:
                 ).fetchall()
         except StoreError as error:
             raise DocumentIndexError(f"cannot search the documents: {error}") from None
-        return [Hit(Path(path), start, end, heading, text, -rank) for path, start, end, heading, text, rank in rows]
+        return [Hit(id_, Path(path), start, end, heading, text, -rank) for id_, path, start, end, heading, text, rank in rows]
+
+    def terms_matched(self, terms: Sequence[str], passage_ids: Sequence[int]) -> dict[int, int]:
+        """How many of the (FTS5-quoted) terms each of these passages holds, as FTS5 tokenizes and
+        stems them (one indexed lookup per term)."""
+        counts = dict.fromkeys(passage_ids, 0)
+        with self.store.reading() as connection:
+            for term in terms:
+                rows = connection.execute(
+                    "SELECT rowid FROM passage_search WHERE passage_search MATCH ? AND rowid IN (SELECT value FROM json_each(?))",
+                    (term, json.dumps(list(passage_ids))),
+                )
+                for (passage_id,) in rows:
+                    counts[passage_id] += 1
+        return counts
 
 
 def _absolute(path: Path | str) -> Path:

@@ -3,9 +3,12 @@ budget, each labelled with its source, and the rule that document text is data.
 
 The query is the message's content words (stop words and one-letter words left out, each word
 once), any of which may match; FTS5 ranks the passages by BM25 and they are taken best first as
-long as the block fits the budget (a quarter of the context by default). A passage scoring below
-MIN_RELATIVE_SCORE of the best one is left out: one shared common word is noise, not a source.
-When nothing matches, the block says so, so the model is told rather than left to guess.
+long as the block fits the budget (a quarter of the context by default). What is noise is left
+out: a passage scoring below MIN_RELATIVE_SCORE of the best one, and one that shares a single word
+with a longer question unless that word is rare enough to score MIN_SINGLE_WORD_SCORE (FTS5 gives
+a word found in over half the passages no weight at all, so in a small folder BM25 alone cannot
+tell an answer from a passage that merely says "days"). When nothing is left, the block says so,
+so the model is told rather than left to guess.
 
 Document text never becomes instructions: it is quoted inside <passage> tags (a tag of ours
 inside a document is defused), under a preamble that tells the model it is data.
@@ -23,6 +26,7 @@ from bonsai_tui.documents.index import DocumentIndex, Hit
 
 DEFAULT_BUDGET_FRACTION = 0.25
 MIN_RELATIVE_SCORE = 0.3
+MIN_SINGLE_WORD_SCORE = 0.05
 MAX_QUERY_TERMS = 32
 CANDIDATES = 50
 
@@ -115,13 +119,19 @@ def retrieve(
     terms = query_terms(message)
     hits: list[Hit] = index.search(fts_query(terms), document_ids, CANDIDATES) if terms else []
     chosen: list[Source] = []
-    for hit in hits:
-        if hit.score < MIN_RELATIVE_SCORE * hits[0].score:
-            break
+    for hit in _relevant(index, terms, hits):
         source = Source(display_path(hit.path), hit.start_line, hit.end_line, hit.heading, round(hit.score, 4), hit.text)
         if count_tokens(context_block(chosen + [source])) <= budget_tokens:
             chosen.append(source)
     return Retrieval(chosen, context_block(chosen))
+
+
+def _relevant(index: DocumentIndex, terms: list[str], hits: list[Hit]) -> list[Hit]:
+    hits = [hit for hit in hits if hit.score >= MIN_RELATIVE_SCORE * hits[0].score]
+    if len(terms) < 2:
+        return hits
+    matched = index.terms_matched([fts_query([term]) for term in terms], [hit.passage_id for hit in hits])
+    return [hit for hit in hits if matched[hit.passage_id] >= 2 or hit.score >= MIN_SINGLE_WORD_SCORE]
 
 
 def budget_for(context_tokens: int, fraction: float = DEFAULT_BUDGET_FRACTION) -> int:
