@@ -18,6 +18,7 @@ from engine.errors import EngineError
 # name -> (module under bonsai_tui.commands, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "generate a reply non-interactively (scripting, testing)"),
+    "serve": ("serve", "serve the model over an OpenAI-compatible HTTP API"),
     "synth": ("synth", "write a random-weight GGUF in Bonsai's layout (tests, benchmarks)"),
     "bench": ("bench", "measure prompt and generation speed, first-token time, memory"),
     "download": ("download", "download a model from Hugging Face (with resume and checksum)"),

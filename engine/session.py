@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from engine.errors import ContextFullError
+from engine.logprobs import TokenLogprobs, token_logprobs
 from engine.sampling import SamplingParams, sample
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class TokenEvent:
     text: str
     index: int  # 0-based position in the reply
     decode_tok_s: float  # running decode speed (0.0 for the first token)
+    logprobs: TokenLogprobs | None = None  # when the session's `logprobs` asks for them
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class ChatSession:
     params: SamplingParams = field(default_factory=SamplingParams)
     cache: "KVCache" = field(init=False)
     cached_ids: list[int] = field(init=False, default_factory=list)
+    logprobs: int | None = None  # None: no log-probabilities; n: each token's, with n alternatives
 
     def __post_init__(self) -> None:
         if self.n_ctx <= 0:
@@ -205,6 +208,7 @@ class ChatSession:
                 reason = StopReason.EOS
                 break
             generated.append(token)
+            logprobs = None if self.logprobs is None else token_logprobs(logits, token, self.logprobs)
             text = decoder.push(token)
             pieces.append(text)
             now = time.perf_counter()
@@ -213,7 +217,7 @@ class ChatSession:
                 decode_start = now
             steps = len(generated) - 1
             speed = steps / (now - decode_start) if steps else 0.0
-            yield TokenEvent(token, text, len(generated) - 1, speed)
+            yield TokenEvent(token, text, len(generated) - 1, speed, logprobs)
             if len(generated) >= max_tokens:
                 break
             if len(self.cached_ids) >= self.n_ctx:

@@ -1,0 +1,274 @@
+"""Conversation slots in front of one engine: who generates, when, and with which KV cache.
+
+Each slot is a ChatSession with its own KV cache, kept across requests, so a conversation that
+comes back lands on the slot holding its prefix and only its new tokens are prefilled (as
+llama-server picks slots by prompt similarity). One engine thread runs every active reply a
+token at a time in turn: model weights and scratch buffers are shared, so two forwards never run
+at once, and two streams both advance. Requests beyond the slots wait in a bounded queue; past
+it `submit` refuses (the route answers 503 with Retry-After).
+
+Routes talk to a Job through an asyncio queue of events: Started (the prompt fits and the reply
+has begun) -> Delta* (text, with the tokens that made it) -> Finished, or Failed at any point.
+Setting `job.stop` (a client that went away) ends the reply before its next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from engine.errors import EngineError
+from engine.model import Model
+from engine.sampling import SamplingParams
+from engine.session import ChatSession, DoneEvent, Event, GenerationStats, Message, StopReason, TokenEvent, common_prefix_length
+
+log = logging.getLogger("bonsai_tui.server")
+
+
+@dataclass
+class GenerationRequest:
+    """One reply to generate, validated: either chat `messages` or raw `prompt_ids`."""
+
+    params: SamplingParams
+    messages: list[Message] | None = None
+    prompt_ids: list[int] | None = None
+    max_tokens: int | None = None  # None: until the end of turn or a full context
+    stop: tuple[str, ...] = ()
+    logprobs: int | None = None  # None: none; n: each token's log-probability and n alternatives
+    enable_thinking: bool = False
+
+
+@dataclass(frozen=True)
+class Started:
+    slot: int
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+    tokens: tuple[TokenEvent, ...]  # the tokens generated since the previous delta
+
+
+@dataclass(frozen=True)
+class Finished:
+    finish_reason: str  # "stop" (end of turn or a stop string) or "length"
+    text: str  # the whole reply as the client received it
+    stats: GenerationStats
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: Exception
+
+
+JobEvent = Started | Delta | Finished | Failed
+
+
+class QueueFull(Exception):
+    pass
+
+
+class StopStrings:
+    """Finds the client's stop strings in the streamed text. Text that may be the start of one
+    is held back until the next tokens tell; the stop string itself is never sent."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = tuple(s for s in stops if s)
+        self.pending = ""
+        self.matched = False
+
+    def push(self, text: str) -> str:
+        """Add generated text; return what can be sent now (everything before a stop string)."""
+        if self.matched:
+            return ""
+        self.pending += text
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.matched = True
+            out, self.pending = self.pending[: min(hits)], ""
+            return out
+        held = max((self._overlap(s) for s in self.stops), default=0)
+        cut = len(self.pending) - held
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out
+
+    def _overlap(self, stop: str) -> int:
+        """Length of the longest end of `pending` that begins `stop`."""
+        for n in range(min(len(stop) - 1, len(self.pending)), 0, -1):
+            if self.pending.endswith(stop[:n]):
+                return n
+        return 0
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+@dataclass(eq=False)
+class Job:
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    stop: threading.Event = field(default_factory=threading.Event)  # set by the route: end it
+    slot: int | None = None
+    stream: Iterator[Event] | None = None
+    stops: StopStrings = field(init=False)
+    sent: list[str] = field(default_factory=list)
+    token_chars: int = 0  # characters of text the token events carried
+    unsent_tokens: list[TokenEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.stops = StopStrings(self.request.stop)
+
+    def send(self, event: JobEvent) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the server's loop is closed: nobody is listening any more
+            pass
+
+    def on_token(self, event: TokenEvent) -> None:
+        self.token_chars += len(event.text)
+        self.unsent_tokens.append(event)
+        self._emit(self.stops.push(event.text))
+
+    def on_done(self, done: DoneEvent) -> None:
+        tail = done.text[self.token_chars :]  # the last incomplete character, if any
+        text = self.stops.push(tail)
+        if not self.stops.matched:
+            text += self.stops.flush()
+        self._emit(text, force=True)
+        if self.stops.matched or done.stop_reason is StopReason.EOS:
+            reason = "stop"
+        elif done.stop_reason in (StopReason.MAX_TOKENS, StopReason.CONTEXT_FULL):
+            reason = "length"
+        else:
+            reason = "cancelled"  # the client is gone: nobody reads it
+        self.send(Finished(reason, "".join(self.sent), done.stats))
+
+    def _emit(self, text: str, force: bool = False) -> None:
+        if text or (force and self.unsent_tokens):
+            self.sent.append(text)
+            self.send(Delta(text, tuple(self.unsent_tokens)))
+            self.unsent_tokens = []
+
+
+class Scheduler:
+    """The slots, the queue and the engine thread. `submit` and `close` may be called from any
+    thread; everything else runs on the engine thread."""
+
+    def __init__(self, model: Model, n_slots: int = 1, n_ctx: int = 0, queue_size: int = 16) -> None:
+        self.model = model
+        self.sessions = [ChatSession(model, n_ctx=n_ctx) for _ in range(n_slots)]
+        self.n_ctx = self.sessions[0].n_ctx
+        self.capacity = n_slots + queue_size
+        self._free = list(range(n_slots))  # engine thread only
+        self._cond = threading.Condition()
+        self._waiting: deque[Job] = deque()
+        self._active: list[Job] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> Job:
+        job = Job(request, loop)
+        with self._cond:
+            if self._closed or len(self._waiting) + len(self._active) >= self.capacity:
+                raise QueueFull()
+            self._waiting.append(job)
+            self._cond.notify()
+        return job
+
+    def load(self) -> dict[str, int]:
+        """For /health: slots generating and free, and requests waiting for one."""
+        with self._cond:
+            active, waiting = len(self._active), len(self._waiting)
+        return {"slots_idle": len(self.sessions) - active, "slots_processing": active, "requests_waiting": waiting}
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every reply and the engine thread."""
+        with self._cond:
+            self._closed = True
+            for job in [*self._waiting, *self._active]:
+                job.stop.set()
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    # ---- the engine thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._waiting or self._active or self._closed):
+                    self._cond.wait()
+                if self._closed and not self._active:
+                    return
+                admitted = [self._waiting.popleft() for _ in range(min(len(self._waiting), len(self._free)))]
+            for job in admitted:
+                self._place(job)
+            for job in list(self._active):
+                self._step(job)
+
+    def _place(self, job: Job) -> None:
+        """Give the job the free slot whose cache shares the longest prefix with its prompt."""
+        best = max(self._free, key=lambda i: self._shared_prefix(i, job.request))
+        self._free.remove(best)
+        job.slot = best
+        with self._cond:
+            self._active.append(job)
+
+    def _shared_prefix(self, slot: int, request: GenerationRequest) -> int:
+        session = self.sessions[slot]
+        if request.prompt_ids is not None:
+            prompt = request.prompt_ids
+        else:
+            try:
+                prompt = session.render(request.messages or [], request.enable_thinking)
+            except Exception:  # the template fails: any slot will do, and _start reports it
+                return 0
+        return common_prefix_length(session.cached_ids, prompt)
+
+    def _release(self, job: Job) -> None:
+        with self._cond:
+            self._active.remove(job)
+        if job.slot is not None:
+            self._free.append(job.slot)
+
+    def _start(self, job: Job, session: ChatSession) -> None:
+        request = job.request
+        session.params = request.params
+        session.logprobs = request.logprobs
+        max_tokens = request.max_tokens or session.n_ctx
+        if request.messages is not None:
+            job.stream = session.chat(request.messages, max_tokens, request.enable_thinking)
+        else:
+            job.stream = session.generate(request.prompt_ids or [], max_tokens)
+        job.send(Started(job.slot or 0))
+
+    def _step(self, job: Job) -> None:
+        session = self.sessions[job.slot or 0]
+        try:
+            if job.stream is None:
+                if job.stop.is_set():
+                    self._release(job)
+                    return
+                self._start(job, session)
+            if job.stop.is_set():
+                session.cancel()
+            event = next(job.stream)
+        except Exception as error:  # a prompt past the context, a template error, or a bug: the route says which
+            if not isinstance(error, (EngineError, ValueError)):
+                log.error("generation failed", exc_info=error)
+            job.send(Failed(error))
+            self._release(job)
+            return
+        if isinstance(event, TokenEvent):
+            job.on_token(event)
+            if job.stops.matched:
+                session.cancel()
+        else:
+            job.on_done(event)
+            self._release(job)

@@ -1,0 +1,155 @@
+"""`bonsai-tui serve` under load and at its edges: concurrent streams, a client that disconnects,
+the bounded queue, the API key, /health while the model loads, and the command's refusals."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from serverutil import running_server, wait_until
+
+import engine
+from bonsai_tui import cli
+from bonsai_tui.server.app import ServerOptions
+
+HELLO = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture(scope="module")
+def served_model(tiny_model_path: Path) -> engine.Model:
+    return engine.load(tiny_model_path, threads=1, exact=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client_for(url: str, key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+
+
+def stream_text(client: openai.OpenAI, **kwargs) -> str:
+    chunks = client.chat.completions.create(model="m", messages=HELLO, stream=True, **kwargs)
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_two_concurrent_streams_both_complete(served_model: engine.Model) -> None:
+    options = ServerOptions(load=lambda: served_model, model_id="m", n_ctx=512, parallel=2)
+    with running_server(options) as url:
+        client = client_for(url)
+        alone = {seed: stream_text(client, seed=seed, temperature=1.0, max_tokens=40) for seed in (1, 2)}
+        results: dict[int, str] = {}
+        threads = [
+            threading.Thread(target=lambda s=seed: results.__setitem__(s, stream_text(client, seed=s, temperature=1.0, max_tokens=40)))
+            for seed in (1, 2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results == alone
+
+
+class OpenStream:
+    """A streamed reply that has started and is not being read (closing it is the client going away)."""
+
+    def __init__(self, url: str, max_tokens: int) -> None:
+        self.client = httpx.Client(timeout=30)
+        body = {"messages": HELLO, "max_tokens": max_tokens, "stream": True, "temperature": 0}  # greedy: no early end of turn
+        self.response = self.client.send(self.client.build_request("POST", f"{url}/v1/chat/completions", json=body), stream=True)
+        self.lines = self.response.iter_lines()  # kept: dropping the iterator would close the connection
+        while not next(self.lines).startswith("data: {"):  # the role chunk: the reply has started
+            pass
+
+    def close(self) -> None:
+        self.response.close()
+        self.client.close()
+
+
+def test_a_disconnect_mid_stream_stops_the_reply_and_frees_the_slot(served_model: engine.Model) -> None:
+    options = ServerOptions(load=lambda: served_model, model_id="m", n_ctx=4096, parallel=1, queue=0)
+    with running_server(options) as url:
+        OpenStream(url, max_tokens=4000).close()
+        wait_until(lambda: httpx.get(f"{url}/health").json()["slots_processing"] == 0, "the slot was freed")
+        assert httpx.get(f"{url}/health").json()["slots_idle"] == 1
+        reply = client_for(url).chat.completions.create(model="m", messages=HELLO, max_tokens=3)
+        assert reply.usage.completion_tokens == 3
+        # the cancelled reply stopped early: far fewer than its 4000 tokens reached the cache
+        assert reply.usage.prompt_tokens_details.cached_tokens < 1000
+
+
+def test_beyond_the_slots_and_the_queue_is_a_503_with_retry_after(served_model: engine.Model) -> None:
+    options = ServerOptions(load=lambda: served_model, model_id="m", n_ctx=4096, parallel=1, queue=0)
+    with running_server(options) as url:
+        stream = OpenStream(url, max_tokens=4000)
+        try:
+            busy = httpx.post(f"{url}/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2})
+            assert busy.status_code == 503
+            assert busy.headers["retry-after"] == "1"
+            assert busy.json()["error"]["code"] == "server_busy"
+            assert httpx.get(f"{url}/health").status_code == 200  # health answers while a reply streams
+            with pytest.raises(openai.InternalServerError):
+                client_for(url).chat.completions.create(model="m", messages=HELLO, max_tokens=2)
+        finally:
+            stream.close()
+
+
+def test_the_api_key_guards_everything_but_health(served_model: engine.Model) -> None:
+    options = ServerOptions(load=lambda: served_model, model_id="m", n_ctx=256, api_key="s3cret")
+    with running_server(options) as url:
+        assert httpx.get(f"{url}/health").status_code == 200
+        missing = httpx.get(f"{url}/v1/models")
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError) as caught:
+            client_for(url, "wrong").models.list()
+        assert caught.value.status_code == 401 and caught.value.body["message"] == "invalid API key"
+        assert [m.id for m in client_for(url, "s3cret").models.list().data] == ["m"]
+        reply = client_for(url, "s3cret").chat.completions.create(model="m", messages=HELLO, max_tokens=2)
+        assert reply.usage.completion_tokens == 2
+
+
+def test_health_is_503_while_the_model_loads(served_model: engine.Model) -> None:
+    release = threading.Event()
+
+    def slow_load() -> engine.Model:
+        release.wait(20)
+        return served_model
+
+    with running_server(ServerOptions(load=slow_load, model_id="m"), wait_ready=False) as url:
+        loading = httpx.get(f"{url}/health")
+        assert loading.status_code == 503 and loading.json()["error"]["code"] == "model_loading"
+        assert httpx.post(f"{url}/v1/chat/completions", json={"messages": HELLO}).status_code == 503
+        release.set()
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, "the model loaded")
+
+
+def test_a_model_that_fails_to_load_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf at all")
+    result = subprocess.run(
+        [sys.executable, "-m", "bonsai_tui.cli", "serve", "--model", str(bad), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("bonsai-tui serve: bad.gguf: ")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--host", "0.0.0.0"], "bonsai-tui serve: refusing to listen on 0.0.0.0 without --api-key"),
+        (["--parallel", "0"], "bonsai-tui serve: --ctx must be 0 or more, --parallel at least 1"),
+    ],
+)
+def test_serve_refuses_bad_flags(tiny_model_path: Path, flags: list[str], message: str, capsys) -> None:
+    assert cli.main(["serve", "--model", str(tiny_model_path), *flags]) == 2
+    assert capsys.readouterr().err.startswith(message)
