@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from engine.allocator import keep_big_arrays_out_of_the_heap
 from engine.errors import EngineError
 
 # name -> (module under bonsai_tui.commands, one-line help)
@@ -67,6 +68,7 @@ def log_crash() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else list(argv))
+    keep_big_arrays_out_of_the_heap()  # a process-wide setting: the program's choice, not the engine's
     try:
         return int(args.run(args) or 0)
     except EngineError as error:

@@ -1,10 +1,13 @@
 """bonsai-tui's inference engine: Bonsai 1-bit (Q1_0) Qwen3 GGUF models in NumPy + Numba.
 
     import engine
-    model = engine.load("Bonsai-1.7B-Q1_0.gguf")
-    session = engine.ChatSession(model)
-    for event in session.chat([{"role": "user", "content": "Hello"}]):
-        ...
+    with engine.load("Bonsai-1.7B-Q1_0.gguf") as model:  # close() ends its thread pool
+        session = engine.ChatSession(model)
+        for event in session.chat([{"role": "user", "content": "Hello"}]):
+            ...
+
+Importing or loading changes nothing process-wide; a program may opt in to
+engine.allocator.keep_big_arrays_out_of_the_heap() (bonsai-tui's CLI does).
 
 Reading order: gguf_file -> config -> kernels (simd) -> matrix -> model -> tokenizer -> chat_template
 -> sampling -> session.

@@ -106,9 +106,9 @@ def time_to_first_token(model: Model, n_ctx: int, turn_tokens: int = 32) -> tupl
 def load_seconds(path: str, threads: int, exact: bool = False) -> float:
     """Open the model and run one token: the time a user waits before the model is ready."""
     start = time.perf_counter()
-    model = Model(path, threads, exact)
-    model.forward([0], model.new_cache(8), 0)
-    return time.perf_counter() - start
+    with Model(path, threads, exact) as model:
+        model.forward([0], model.new_cache(8), 0)
+        return time.perf_counter() - start
 
 
 def run_bench(
@@ -128,6 +128,7 @@ def run_bench(
     bandwidth = read_bandwidth_gb_s(threads)
     kv_mb = 2 * model.config.n_layers * model.config.n_kv * n_ctx * 4 / 2**20
     size = model.file.file_size
+    model.close()
     return BenchResult(
         model=model.config.name, model_bytes=size, threads=threads,
         decode="int8 activations (AVX-512 VNNI)" if model.int8_decode else "float32 (lookup table)", pp_tokens=pp, tg_tokens=tg,

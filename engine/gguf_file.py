@@ -130,7 +130,11 @@ class GGUFFile:
             raise ModelFileError(self.path, "permission denied") from None
         self.metadata: dict[str, Any] = {}
         self.tensors: dict[str, TensorInfo] = {}
-        self._parse()
+        try:
+            self._parse()
+        except BaseException:
+            self.close()
+            raise
 
     def _parse(self) -> None:
         cur = _Cursor(self._map, self.path)
@@ -208,6 +212,16 @@ class GGUFFile:
         if not votes and any(info[2] == GGML_Q2_0 for info in infos):
             raise ModelFileError(self.path, "its Q2_0 tensors fit neither Q2_0 layout (a truncated or damaged file?)")
         return votes.pop() if votes else None
+
+    def close(self) -> None:
+        """Unmap the file (metadata and tensor infos stay readable; tensor() does not)."""
+        self._map.close()
+
+    def __enter__(self) -> GGUFFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def release(self, name: str) -> None:
         """Tell the kernel we are done with a tensor's pages (after copying it): they leave this

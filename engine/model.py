@@ -9,18 +9,17 @@ every position stay in a KVCache so later tokens attend to them without recomput
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from engine import kernels, simd
+from engine import blas, kernels, simd
 from engine.chat_template import ChatTemplate
 from engine.config import ModelConfig
 from engine.errors import ModelFileError
@@ -33,6 +32,7 @@ from engine.tokenizer import BonsaiTokenizer
 PREFILL_CHUNK = 512  # prompt tokens per pass: bounds a long prompt's activations (each pass unpacks
 # every weight once, so longer passes prefill faster: 256 cost pp512 9 %)
 ATTENTION_ROWS = 128  # prompt rows per prefill attention job: bounds the [heads, rows, keys] scores
+TOKENIZER_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type")
 
 
 @dataclass
@@ -61,38 +61,30 @@ class KVCache:
         self.n_ctx = n_ctx
 
 
-def keep_big_arrays_out_of_the_heap() -> None:
-    """Pin glibc's mmap threshold at its default 128 KB.
-
-    glibc raises the threshold each time a large block is freed, after which prefill's big temporary
-    arrays come from the heap, which fragments and stays resident: +70 MB peak RSS over a
-    4096-token context, measured. Other C libraries: nothing to do.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_mmap_threshold = -3  # mallopt's M_MMAP_THRESHOLD
-    libc.mallopt(m_mmap_threshold, 128 * 1024)
-
-
 class Model:
+    """A loaded model. It owns a thread pool: close() it (or use `with`) when done with it."""
+
     def __init__(self, path: str | Path, threads: int | None = None, exact: bool = False) -> None:
         """exact=True keeps decode in float32 (lookup-table GEMV) even where the int8 kernel runs."""
-        keep_big_arrays_out_of_the_heap()
         self.path = Path(path)
         self.int8_decode = simd.AVAILABLE and not exact
+        self.closed = False
         self.file = GGUFFile(self.path)
-        meta = self.file.metadata
-        self.config = ModelConfig.from_metadata(meta, self.path, tied="output.weight" not in self.file.tensors)
-        self.tokenizer = BonsaiTokenizer(meta, self.path)
-        for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type"):
-            meta[key] = f"<{len(meta[key])} entries, now in the tokenizer>"  # ~100 MB of Python strings
-        self.template = ChatTemplate(meta.get("tokenizer.chat_template"))
         self.threads = threads or os.cpu_count() or 1
-        threadpool_limits(1, user_api="blas")  # prefill runs one BLAS call per pool thread
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="prefill")
-        self._load_weights()
+        try:
+            meta = self.file.metadata
+            self.config = ModelConfig.from_metadata(meta, self.path, tied="output.weight" not in self.file.tensors)
+            self.tokenizer = BonsaiTokenizer(meta, self.path)
+            for key in TOKENIZER_ARRAYS:
+                meta.pop(key, None)  # ~100 MB of Python strings, now held by the tokenizer in its own form
+            self.template = ChatTemplate(meta.get("tokenizer.chat_template"))
+            self._load_weights()
+        except BaseException:
+            self.pool.shutdown()
+            raise
+        finally:
+            self.file.close()  # every weight is copied out (or the load failed): the mapping can go
         cfg = self.config
         self.rope_frequencies = kernels.rope_frequencies(
             cfg.head_dim, cfg.rope_base, cfg.rope_factor if cfg.uses_yarn else 1.0,
@@ -119,7 +111,7 @@ class Model:
 
     def _vector(self, name: str, size: int) -> np.ndarray:
         self._info(name, (size,))
-        return np.asarray(self.file.tensor(name), dtype=np.float32)
+        return np.array(self.file.tensor(name), dtype=np.float32)  # a copy: the mapping closes after loading
 
     def _info(self, name: str, shape: tuple[int, ...]):
         info = self.file.tensors.get(name)
@@ -153,6 +145,17 @@ class Model:
         self.output_norm = self._vector("output_norm.weight", c.n_embd)
         self.lm_head = self.token_embd if c.tied_embeddings else self._matrix(c.n_embd, ("output.weight", c.n_vocab))
 
+    def close(self) -> None:
+        """End the prefill thread pool (waiting for a running forward pass). Closing twice is harmless."""
+        self.closed = True
+        self.pool.shutdown(wait=True)
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # ---- forward --------------------------------------------------------------------------
 
     def new_cache(self, n_ctx: int) -> KVCache:
@@ -165,13 +168,19 @@ class Model:
 
         Returns the last token's logits [n_vocab], or every token's [T, n_vocab] if all_logits.
         """
+        if self.closed:
+            raise RuntimeError(f"the model {self.path.name} is closed")
+        with blas.single_threaded() if len(tokens) > 1 else nullcontext():  # see blas.py
+            return self._forward(tokens, cache, start_pos, all_logits)
+
+    def _forward(self, tokens: Sequence[int], cache: KVCache, start_pos: int, all_logits: bool) -> np.ndarray:
         numba.set_num_threads(self.threads)  # per calling thread in Numba
         ids = np.asarray(tokens, dtype=np.int64)
         if start_pos + len(ids) > cache.n_ctx:
             raise ValueError(f"positions up to {start_pos + len(ids)} do not fit a context of {cache.n_ctx}")
         if len(ids) > PREFILL_CHUNK:
             chunks = range(0, len(ids), PREFILL_CHUNK)
-            logits = [self.forward(ids[i : i + PREFILL_CHUNK], cache, start_pos + i, all_logits) for i in chunks]
+            logits = [self._forward(ids[i : i + PREFILL_CHUNK], cache, start_pos + i, all_logits) for i in chunks]
             return np.concatenate(logits) if all_logits else logits[-1]
         x = self.token_embd.rows_as_float(ids)
         rotation = kernels.rope_table(self.rope_frequencies, start_pos, len(ids), self.config.yarn_attn_factor)

@@ -27,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = engine.load(args.model, threads=args.threads)
+    with engine.load(args.model, threads=args.threads) as model:
+        return generate(model, args)
+
+
+def generate(model: engine.Model, args: argparse.Namespace) -> int:
     try:
         params = sampling_params(args, model.default_params())
     except ValueError as error:
