@@ -142,11 +142,17 @@ class BonsaiApp(App[None]):
         self.push_screen(chat)
 
     def _open_history(self, model: str) -> History | None:
+        if self.history is not None:  # one store for the app's whole run: a new model is a new name
+            return History(self.history.store, model)
         try:
             return History(Store(), model)
         except StoreError as error:
             self.notify(f"{error}. Conversations will not be saved this time.", severity="error", timeout=15)
             return None
+
+    def on_unmount(self) -> None:
+        if self.history is not None:
+            self.history.store.close()
 
     # ---- history ----------------------------------------------------------------------------
 

@@ -418,3 +418,37 @@ def test_history_export_and_import_commands(store: Store, tmp_path: Path, capsys
     assert capsys.readouterr().err == f"bonsai-tui import: {tmp_path / 'bad.json'}: messages must be a list\n"
     assert cli.main(["history", "--search", "zebra"]) == 0
     assert capsys.readouterr().out == "No matching conversations.\n"
+
+
+# ---- the store's lifetime in the app ----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_app_keeps_one_store_across_model_loads_and_closes_it(
+    home: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bonsai_tui import app as app_module
+    from bonsai_tui.screens.chat import ChatScreen
+    from conftest import until
+
+    opened: list[RecordedStore] = []
+
+    class RecordedStore(Store):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.closed = False
+            opened.append(self)
+
+        def close(self) -> None:
+            self.closed = True
+            super().close()
+
+    monkeypatch.setattr(app_module, "Store", RecordedStore)
+    app = app_module.BonsaiApp(app_module.ChatOptions(tiny_model_path, threads=1))
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+        first_chat = app.screen
+        app.call_later(app._open_model, tiny_model_path)  # the user picks a model again
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen is not first_chat)
+        assert len(opened) == 1 and not opened[0].closed
+    assert [store.closed for store in opened] == [True]
