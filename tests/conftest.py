@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +34,17 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_model_path: Path) -> engine.Model:
-    return engine.load(tiny_model_path, threads=2)
+def tiny_model(tiny_model_path: Path) -> Iterator[engine.Model]:
+    with engine.load(tiny_model_path, threads=2) as model:
+        yield model
 
 
 @pytest.fixture(scope="session")
-def exact_tiny_model(tiny_model_path: Path) -> engine.Model:
+def exact_tiny_model(tiny_model_path: Path) -> Iterator[engine.Model]:
     """The tiny model with float32 decode: for tests that compare two computation orders exactly
     (int8 rounding can flip a near-tie argmax between them)."""
-    return engine.load(tiny_model_path, threads=2, exact=True)
+    with engine.load(tiny_model_path, threads=2, exact=True) as model:
+        yield model
 
 
 @pytest.fixture(scope="session")
