@@ -21,6 +21,7 @@ from engine.logprobs import TokenLogprobs, token_logprobs
 from engine.sampling import SamplingParams, sample
 
 if TYPE_CHECKING:
+    from engine.constraints import Constraint, ConstraintMatcher
     from engine.model import KVCache, Model
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
@@ -87,6 +88,9 @@ class DoneEvent:
     prompt_ids: list[int]
     token_ids: list[int]
     stats: GenerationStats
+    # under a constraint: generation stopped before the grammar was complete (e.g. max_tokens),
+    # so `text` is not a whole answer (truncated JSON)
+    incomplete: bool = False
 
 
 Event = Union[TokenEvent, DoneEvent]
@@ -153,15 +157,21 @@ class ChatSession:
         messages: Sequence[Message],
         max_tokens: int = 512,
         enable_thinking: bool = False,
+        constraint: "Constraint | None" = None,
     ) -> Iterator[Event]:
         """Generate the assistant's next reply to `messages`. Raises ContextFullError up front if
-        the prompt leaves no room (use `fit_messages` to drop old turns)."""
+        the prompt leaves no room (use `fit_messages` to drop old turns). With a `constraint`
+        (engine.constraints) the reply follows its grammar; a thinking block stays free."""
         prompt = self.render(messages, enable_thinking)
         if len(prompt) >= self.n_ctx:
             raise ContextFullError(len(prompt) + 1, self.n_ctx)
-        return self.generate(prompt, max_tokens)
+        if constraint is not None:
+            constraint = constraint.with_thinking(enable_thinking)
+        return self.generate(prompt, max_tokens, constraint)
 
-    def generate(self, prompt_ids: Sequence[int], max_tokens: int = 512) -> Iterator[Event]:
+    def generate(
+        self, prompt_ids: Sequence[int], max_tokens: int = 512, constraint: "Constraint | None" = None
+    ) -> Iterator[Event]:
         """Continue from raw token ids (no template), reusing the cached prefix."""
         prompt = [int(t) for t in prompt_ids]
         if not prompt:
@@ -169,7 +179,8 @@ class ChatSession:
         if len(prompt) >= self.n_ctx:
             raise ContextFullError(len(prompt) + 1, self.n_ctx)
         self._cancel.clear()
-        return self._generate(prompt, max_tokens)
+        matcher = constraint.start() if constraint is not None else None  # compile errors raise here
+        return self._generate(prompt, max_tokens, matcher)
 
     @staticmethod
     def _recent(prompt: list[int], generated: list[int], window: int) -> np.ndarray:
@@ -181,7 +192,7 @@ class ChatSession:
             tail = prompt[max(0, len(prompt) - (window - len(tail))) :] + tail
         return np.asarray(tail, dtype=np.int64)
 
-    def _generate(self, prompt: list[int], max_tokens: int) -> Iterator[Event]:
+    def _generate(self, prompt: list[int], max_tokens: int, matcher: "ConstraintMatcher | None" = None) -> Iterator[Event]:
         model = self.model
         start = time.perf_counter()
         # keep at least one prompt token to run, so there are fresh logits to sample from
@@ -203,12 +214,16 @@ class ChatSession:
                 reason = StopReason.CANCELLED
                 break
             params = self.params  # re-read every token: the app may change it mid-reply
+            if matcher is not None:
+                logits = matcher.mask(logits)  # before penalties / top-k / top-p
             token = sample(logits, self._recent(prompt, generated, params.penalty_window), params, rng)
             if token in model.tokenizer.stop_ids:
                 reason = StopReason.EOS
                 break
             generated.append(token)
             logprobs = None if self.logprobs is None else token_logprobs(logits, token, self.logprobs)
+            if matcher is not None:
+                matcher.accept(token)
             text = decoder.push(token)
             pieces.append(text)
             now = time.perf_counter()
@@ -218,6 +233,9 @@ class ChatSession:
             steps = len(generated) - 1
             speed = steps / (now - decode_start) if steps else 0.0
             yield TokenEvent(token, text, len(generated) - 1, speed, logprobs)
+            if matcher is not None and matcher.finished:  # the grammar allows nothing more
+                reason = StopReason.EOS
+                break
             if len(generated) >= max_tokens:
                 break
             if len(self.cached_ids) >= self.n_ctx:
@@ -238,4 +256,5 @@ class ChatSession:
             decode_s=decode_s,
             ttft_s=ttft,
         )
-        yield DoneEvent(reason, "".join(pieces), prompt, generated, stats)
+        incomplete = matcher is not None and not matcher.complete
+        yield DoneEvent(reason, "".join(pieces), prompt, generated, stats, incomplete)

@@ -110,6 +110,10 @@ class BonsaiTokenizer:
     def token_id(self, text: str) -> int | None:
         return self._tokenizer.token_to_id(text)
 
+    def to_json(self) -> str:
+        """The `tokenizers` JSON of this tokenizer (llguidance builds its own view from it)."""
+        return self._tokenizer.to_str()
+
     def stream_decoder(self) -> "StreamDecoder":
         return StreamDecoder(self)
 
