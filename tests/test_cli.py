@@ -77,3 +77,28 @@ def test_bench_exact_decodes_in_float32(tiny_model_path: Path) -> None:
     result = cli("bench", "--model", str(tiny_model_path), "-p", "8", "-n", "2", "--runs", "1", "--exact")
     assert result.returncode == 0, result.stderr
     assert "decode  float32 (lookup table)" in result.stdout
+
+
+def test_generate_closes_its_model_and_its_store(
+    tiny_model_path: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from bonsai_tui import cli as cli_module
+    from bonsai_tui.commands import documents, generate
+    from bonsai_tui.store import Store
+
+    opened: list = []
+
+    class RecordedStore(Store):
+        def close(self) -> None:
+            opened.append(self)
+            super().close()
+
+    real_load = engine.load
+    models: list[engine.Model] = []
+    monkeypatch.setattr(documents, "Store", RecordedStore)
+    monkeypatch.setattr(generate.engine, "load", lambda *a, **k: models.append(real_load(*a, **k)) or models[-1])
+    (tmp_path / "notes.md").write_text("# Leave\nTwenty days of leave a year.\n", encoding="utf-8")
+    argv = ["generate", "--model", str(tiny_model_path), "--prompt", "How many days of leave?", "--max-tokens", "1",
+            "--json", "--docs", str(tmp_path / "notes.md")]
+    assert cli_module.main(argv) == 0, capsys.readouterr().err
+    assert len(opened) == 1 and [model.closed for model in models] == [True]

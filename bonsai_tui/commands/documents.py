@@ -31,10 +31,10 @@ def documents_context(args: argparse.Namespace, session: ChatSession, model: eng
     if args.raw:
         return _error("--docs needs the chat template; it cannot be used with --raw")
     try:
-        service = DocumentService(Store(), args.docs_budget)
-        retrieval, report = service.context_for_paths(
-            args.docs, args.prompt, session.n_ctx, lambda text: len(model.tokenize(text)), _progress_printer()
-        )
+        with Store() as store:
+            retrieval, report = DocumentService(store, args.docs_budget).context_for_paths(
+                args.docs, args.prompt, session.n_ctx, lambda text: len(model.tokenize(text)), _progress_printer()
+            )
     except (ValueError, DocumentIndexError, StoreError) as error:
         return _error(str(error))
     for note in report.notes():
