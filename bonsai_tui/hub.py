@@ -1,10 +1,11 @@
 """Models from the Hugging Face hub: known Bonsai variants, cached lookups, downloads with progress,
 resume and sha256 verification, and errors a user can act on.
 
-Everything goes through `huggingface_hub` and its standard cache, so HF_HOME, HF_HUB_CACHE,
+Lookups go through `huggingface_hub`'s public API and its standard cache, so HF_HOME, HF_HUB_CACHE,
 HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE behave as in every other Hugging Face tool, and a file
-another tool already downloaded is reused. An interrupted download leaves a `<etag>.incomplete`
-blob in the cache, which the next attempt resumes with a ranged request.
+another tool already downloaded is reused. The transfer itself is ours (a few lines on
+huggingface_hub's HTTP session): an interrupted download leaves a `<etag>.incomplete` blob in the
+cache, which the next attempt resumes with a ranged request.
 """
 
 from __future__ import annotations
@@ -20,21 +21,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import httpx2
 import huggingface_hub
 from filelock import FileLock
-from huggingface_hub import constants, errors
-from huggingface_hub.file_download import http_get
+from huggingface_hub import constants, errors, get_session, hf_raise_for_status
 from huggingface_hub.utils import build_hf_headers
-from tqdm.std import tqdm
 
 from bonsai_tui.settings import config_dir
 
-# huggingface_hub reads 10 MB per progress update; 1 MB makes the bar move smoothly and a stop
-# (or a dropped connection) lose less.
-constants.DOWNLOAD_CHUNK_SIZE = 1 << 20
+CHUNK_BYTES = 1 << 20  # per write and progress update: the bar moves smoothly, a stop loses little
+RETRIES = 5  # a dropped connection resumes where it stopped this many times running without new bytes
+RETRY_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -189,28 +188,26 @@ def remember_choice(choice: ModelChoice) -> None:
 # ---- download -----------------------------------------------------------------------------
 
 
-def _progress_class(report: ProgressCallback, cancel: threading.Event) -> type[tqdm]:
-    """A silent tqdm that forwards byte counts (huggingface_hub's progress hook) and cancels."""
+class _Reporter:
+    """Turns byte counts into Progress (with the speed of this transfer) and honours `cancel`."""
 
-    class Reporter(tqdm):
-        def __init__(self, *args, **kwargs) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            self.done = int(kwargs.get("initial") or 0)
-            self.goal = int(kwargs.get("total") or 0)
-            self.started, self.start_done = time.monotonic(), self.done
-            report(Progress(self.done, self.goal, 0.0))
+    def __init__(self, report: ProgressCallback, cancel: threading.Event, done: int, total: int) -> None:
+        self.report, self.cancel, self.total = report, cancel, total
+        self.restart(done)
 
-        def update(self, n: float | None = 1) -> bool | None:
-            if cancel.is_set():
-                raise DownloadCancelled()
-            self.done += int(n or 0)
-            elapsed = time.monotonic() - self.started
-            speed = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
-            report(Progress(self.done, self.goal, speed))
-            return None
+    def restart(self, done: int) -> None:
+        self.done, self.start_done, self.started = done, done, time.monotonic()
+        self.report(Progress(done, self.total, 0.0))
 
-    return Reporter
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise DownloadCancelled()
+
+    def add(self, n: int) -> None:
+        self.done += n
+        elapsed = time.monotonic() - self.started
+        speed = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
+        self.report(Progress(self.done, self.total, speed))
 
 
 @dataclass(frozen=True)
@@ -294,19 +291,52 @@ def _fetch_blob(
     _check_disk_space(remote.size - done, blob.parent)
     try:
         with open(partial, "ab") as out:
-            _call(
-                lambda: http_get(
-                    remote.url, out, resume_size=done, headers=build_hf_headers(), expected_size=remote.size,
-                    tqdm_class=_progress_class(progress, cancel),
-                ),
-                choice,
-            )
+            _call(lambda: _transfer(remote, out, _Reporter(progress, cancel, done, remote.size)), choice)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
         # the partial file stays: once there is room, the next attempt resumes from it
         raise DiskFull(remote.size - partial.stat().st_size, shutil.disk_usage(blob.parent).free, blob.parent) from None
     os.replace(partial, blob)
+
+
+def _transfer(remote: RemoteFile, out: BinaryIO, reporter: _Reporter) -> None:
+    """Append the file's bytes from `reporter.done` on to `out`, resuming after a dropped
+    connection (RETRIES times in a row without new bytes) and starting over if the server ignores
+    the range. Raises OSError if the server sends a different size than the hub announced."""
+    failures = 0
+    while reporter.done < remote.size:
+        before = reporter.done
+        try:
+            _get(remote, out, reporter)
+        except (httpx2.ConnectError, httpx2.TimeoutException, httpx2.RemoteProtocolError):
+            failures = 0 if reporter.done > before else failures + 1
+            if failures > RETRIES:
+                raise
+            if reporter.cancel.wait(RETRY_PAUSE_S):
+                raise DownloadCancelled() from None
+            continue
+        if reporter.done != remote.size:
+            raise OSError(f"the server sent {reporter.done:,} bytes of {remote.size:,}")
+
+
+def _get(remote: RemoteFile, out: BinaryIO, reporter: _Reporter) -> None:
+    """One GET from byte `reporter.done` on (a ranged request when resuming)."""
+    headers = build_hf_headers()
+    if reporter.done:
+        headers["Range"] = f"bytes={reporter.done}-"
+    with get_session().stream("GET", remote.url, headers=headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+        hf_raise_for_status(response)
+        if reporter.done and response.status_code == 200:  # the range was ignored: the whole file comes
+            out.seek(0)
+            out.truncate()
+            reporter.restart(0)
+        for chunk in response.iter_bytes(CHUNK_BYTES):
+            reporter.check_cancel()  # before writing: a stopped download keeps only what it had reported
+            out.write(chunk)
+            reporter.add(len(chunk))
+            if reporter.done > remote.size:
+                raise OSError(f"the server sent more than the {remote.size:,} bytes the hub announced")
 
 
 def _link_snapshot(folder: Path, remote: RemoteFile, filename: str, blob: Path) -> Path:
@@ -342,7 +372,7 @@ def _call(fn: Callable[[], T], choice: ModelChoice) -> T:
     """Run a huggingface_hub call, turning its exceptions into one-line HubErrors."""
     try:
         return fn()
-    except HubError:  # ours, from the progress hook (a cancel)
+    except HubError:  # ours (a cancel)
         raise
     except errors.GatedRepoError:
         raise AuthRequired(f"{choice.repo} needs you to accept its terms and log in (set HF_TOKEN)") from None

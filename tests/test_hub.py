@@ -309,3 +309,34 @@ async def test_download_screen_offers_ways_on_when_the_hub_is_down(hf_cache: Pat
         await pilot.click("#demo")
         await until(pilot, lambda: app.results)
     assert app.results == [Path("/demo.gguf")]
+
+
+# ---- what hub.py asks of huggingface_hub --------------------------------------------------------
+
+PUBLIC_HF_MODULES = {"huggingface_hub", "huggingface_hub.constants", "huggingface_hub.errors", "huggingface_hub.utils"}
+
+
+def test_hub_uses_only_huggingface_hubs_public_api() -> None:
+    """A private helper (such as file_download.http_get) can change in any release and break downloads."""
+    import ast
+    import inspect
+
+    imported = []
+    for node in ast.walk(ast.parse(inspect.getsource(hub))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("huggingface_hub"):
+            imported += [f"{node.module}.{alias.name}" for alias in node.names]
+    assert imported and all(
+        name.rsplit(".", 1)[0] in PUBLIC_HF_MODULES and not name.rsplit(".", 1)[1].startswith("_") for name in imported
+    ), imported
+
+
+def test_importing_hub_changes_no_huggingface_hub_setting() -> None:
+    code = (
+        "import huggingface_hub.constants as c\n"
+        "before = {k: v for k, v in vars(c).items() if k.isupper()}\n"
+        "import bonsai_tui.hub\n"
+        "after = {k: v for k, v in vars(c).items() if k.isupper()}\n"
+        "print(sorted(k for k in before if before[k] != after[k]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
