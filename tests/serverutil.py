@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
 
 from bonsai_tui.server.app import ServerOptions, create_app
 
@@ -24,9 +25,9 @@ def wait_until(condition, what: str, limit_s: float = 20.0) -> None:
 
 
 @contextmanager
-def running_server(options: ServerOptions, wait_ready: bool = True) -> Iterator[str]:
-    """Serve `options` and yield the base URL (http://127.0.0.1:PORT); stop on exit."""
-    server = uvicorn.Server(uvicorn.Config(create_app(options), host="127.0.0.1", port=0, log_level="warning",
+def running_server(options: ServerOptions, wait_ready: bool = True, app: Starlette | None = None) -> Iterator[str]:
+    """Serve `options` (or `app`, made from them) and yield the base URL (http://127.0.0.1:PORT)."""
+    server = uvicorn.Server(uvicorn.Config(app or create_app(options), host="127.0.0.1", port=0, log_level="warning",
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()

@@ -3,6 +3,7 @@ the bounded queue, the API key, /health while the model loads, and the command's
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from serverutil import running_server, wait_until
 
 import engine
 from bonsai_tui import cli
-from bonsai_tui.server.app import ServerOptions
+from bonsai_tui.server.app import ServerOptions, create_app
 
 HELLO = [{"role": "user", "content": "hello there"}]
 
@@ -80,7 +81,7 @@ def test_a_disconnect_mid_stream_stops_the_reply_and_frees_the_slot(served_model
         OpenStream(url, max_tokens=4000).close()
         wait_until(lambda: httpx.get(f"{url}/health").json()["slots_processing"] == 0, "the slot was freed")
         assert httpx.get(f"{url}/health").json()["slots_idle"] == 1
-        reply = client_for(url).chat.completions.create(model="m", messages=HELLO, max_tokens=3)
+        reply = client_for(url).chat.completions.create(model="m", messages=HELLO, max_tokens=3, temperature=0)
         assert reply.usage.completion_tokens == 3
         # the cancelled reply stopped early: far fewer than its 4000 tokens reached the cache
         assert reply.usage.prompt_tokens_details.cached_tokens < 1000
@@ -102,6 +103,21 @@ def test_beyond_the_slots_and_the_queue_is_a_503_with_retry_after(served_model: 
             stream.close()
 
 
+def test_stopping_the_server_ends_a_stream_with_an_error_event(served_model: engine.Model) -> None:
+    options = ServerOptions(load=lambda: served_model, model_id="m", n_ctx=4096)
+    app = create_app(options)
+    with running_server(options, app=app) as url:
+        stream = OpenStream(url, max_tokens=4000)
+        app.state.server.stop_replies()  # what Ctrl-C does first
+        last = [line for line in stream.lines if line][-1]
+        stream.close()
+        assert json.loads(last.removeprefix("data: ")) == {"error": {
+            "message": "the server is shutting down: the reply was stopped", "type": "unavailable_error",
+            "param": None, "code": "server_stopping"}}
+        busy = httpx.post(f"{url}/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2})
+        assert busy.status_code == 503 and busy.json()["error"]["code"] == "server_stopping"
+
+
 def test_the_api_key_guards_everything_but_health(served_model: engine.Model) -> None:
     options = ServerOptions(load=lambda: served_model, model_id="m", n_ctx=256, api_key="s3cret")
     with running_server(options) as url:
@@ -112,7 +128,7 @@ def test_the_api_key_guards_everything_but_health(served_model: engine.Model) ->
             client_for(url, "wrong").models.list()
         assert caught.value.status_code == 401 and caught.value.body["message"] == "invalid API key"
         assert [m.id for m in client_for(url, "s3cret").models.list().data] == ["m"]
-        reply = client_for(url, "s3cret").chat.completions.create(model="m", messages=HELLO, max_tokens=2)
+        reply = client_for(url, "s3cret").chat.completions.create(model="m", messages=HELLO, max_tokens=2, temperature=0)
         assert reply.usage.completion_tokens == 2
 
 

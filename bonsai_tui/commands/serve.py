@@ -89,11 +89,19 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         on_load_error=stop_on_load_error,
     )
+    app = create_app(options)
     config = uvicorn.Config(
-        create_app(options), host=args.host, port=args.port, access_log=False, log_level="warning",
+        app, host=args.host, port=args.port, access_log=False, log_level="warning",
         timeout_graceful_shutdown=3,
     )
-    server = uvicorn.Server(config)
+    state = app.state.server
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:  # Ctrl-C: end the replies, then the connections
+            state.stop_replies()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     where = f"http://{args.host}:{args.port}"
     print(f"bonsai-tui serve: {path.name} on {where}/v1 (loading; /health says 200 when ready). Ctrl-C stops.",
           file=sys.stderr)

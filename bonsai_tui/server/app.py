@@ -56,6 +56,11 @@ class ServerState:
         log.info("model loaded in %.1f s: %d slot(s) of %d tokens", time.perf_counter() - started,
                  self.options.parallel, self.scheduler.n_ctx)
 
+    def stop_replies(self) -> None:
+        """Ctrl-C: end every reply now (streams get an error event), so the server can close."""
+        if self.scheduler is not None:
+            self.scheduler.stop_all()
+
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.close()

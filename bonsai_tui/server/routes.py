@@ -21,7 +21,7 @@ from starlette.routing import Route
 from bonsai_tui.server import validation
 from bonsai_tui.server.errors import APIError, bad_request, loading
 from bonsai_tui.server.responses import Reply
-from bonsai_tui.server.slots import Delta, Failed, Finished, GenerationRequest, Job, QueueFull, Scheduler, Started
+from bonsai_tui.server.slots import Delta, Failed, Finished, GenerationRequest, Job, QueueFull, Scheduler, Started, Stopped
 from engine.errors import ContextFullError, EngineError
 
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streamed request checks that its client is still there
@@ -47,6 +47,8 @@ def error_for(error: Exception) -> APIError:
             "(each slot's --ctx): shorten the prompt or start the server with a larger --ctx",
             param="messages", code="context_length_exceeded",
         )
+    if isinstance(error, Stopped):
+        return APIError(503, str(error), code="server_stopping")
     if isinstance(error, (EngineError, ValueError)):
         return bad_request(str(error))
     return APIError(500, f"internal error: {type(error).__name__} (details in the server's log)")
@@ -88,7 +90,9 @@ async def stream_events(job: Job, reply: Reply, include_usage: bool, request: Re
                 yield sse("[DONE]")
                 return
             elif isinstance(event, Failed):  # the status line went out already: the error goes in the stream
-                yield sse(error_for(event.error).body())
+                error = error_for(event.error)
+                request.state.note = f"ended by an error: {error.message}"
+                yield sse(error.body())
                 return
     finally:  # also when the client disconnects: sse-starlette cancels this generator
         job.stop.set()
@@ -104,6 +108,8 @@ async def generate(request: Request, body: dict[str, Any], reply: Reply, gen_req
     except QueueFull:
         raise APIError(503, f"the server is busy ({scheduler.capacity} requests running or queued): retry shortly",
                        code="server_busy", headers={"Retry-After": "1"}) from None
+    except Stopped as stopped:
+        raise error_for(stopped) from None
     handed_over = False
     tokens = []
     try:
@@ -113,7 +119,8 @@ async def generate(request: Request, body: dict[str, Any], reply: Reply, gen_req
                 raise error_for(event.error)
             if isinstance(event, Started) and stream:
                 handed_over = True
-                return EventSourceResponse(stream_events(job, reply, include_usage, request), sep="\n", ping=15)
+                return EventSourceResponse(stream_events(job, reply, include_usage, request), sep="\n", ping=15,
+                                         shutdown_grace_period=2.0)  # Ctrl-C: room for the closing error event
             if isinstance(event, Delta):
                 tokens.extend(event.tokens)
             elif isinstance(event, Finished):

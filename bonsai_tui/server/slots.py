@@ -72,6 +72,13 @@ class QueueFull(Exception):
     pass
 
 
+class Stopped(Exception):
+    """The server stopped the reply (it is shutting down)."""
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down: the reply was stopped")
+
+
 class StopStrings:
     """Finds the client's stop strings in the streamed text. Text that may be the start of one
     is held back until the next tokens tell; the stop string itself is never sent."""
@@ -145,8 +152,9 @@ class Job:
             reason = "stop"
         elif done.stop_reason in (StopReason.MAX_TOKENS, StopReason.CONTEXT_FULL):
             reason = "length"
-        else:
-            reason = "cancelled"  # the client is gone: nobody reads it
+        else:  # cancelled: the client is gone (nobody reads this) or the server is stopping
+            self.send(Failed(Stopped()))
+            return
         self.send(Finished(reason, "".join(self.sent), done.stats))
 
     def _emit(self, text: str, force: bool = False) -> None:
@@ -170,13 +178,16 @@ class Scheduler:
         self._waiting: deque[Job] = deque()
         self._active: list[Job] = []
         self._closed = False
+        self._stopping = threading.Event()  # set by stop_all()
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self._thread.start()
 
     def submit(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> Job:
         job = Job(request, loop)
         with self._cond:
-            if self._closed or len(self._waiting) + len(self._active) >= self.capacity:
+            if self._closed or self._stopping.is_set():
+                raise Stopped()
+            if len(self._waiting) + len(self._active) >= self.capacity:
                 raise QueueFull()
             self._waiting.append(job)
             self._cond.notify()
@@ -187,6 +198,11 @@ class Scheduler:
         with self._cond:
             active, waiting = len(self._active), len(self._waiting)
         return {"slots_idle": len(self.sessions) - active, "slots_processing": active, "requests_waiting": waiting}
+
+    def stop_all(self) -> None:
+        """Stop every reply and refuse new ones: the server is going down. Takes no lock
+        (safe from a signal handler); the engine thread stops the jobs before its next step."""
+        self._stopping.set()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop every reply and the engine thread."""
@@ -207,6 +223,9 @@ class Scheduler:
                 if self._closed and not self._active:
                     return
                 admitted = [self._waiting.popleft() for _ in range(min(len(self._waiting), len(self._free)))]
+                if self._stopping.is_set():
+                    for job in [*self._waiting, *self._active, *admitted]:
+                        job.stop.set()
             for job in admitted:
                 self._place(job)
             for job in list(self._active):
@@ -252,7 +271,8 @@ class Scheduler:
         session = self.sessions[job.slot or 0]
         try:
             if job.stream is None:
-                if job.stop.is_set():
+                if job.stop.is_set():  # the client left, or the server is stopping, before it began
+                    job.send(Failed(Stopped()))
                     self._release(job)
                     return
                 self._start(job, session)
