@@ -6,10 +6,12 @@ on a free port of 127.0.0.1; see test_server_slots.py for concurrency, cancels, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jsonschema
 import numpy as np
 import openai
 import pytest
@@ -213,7 +215,38 @@ def test_a_prompt_longer_than_the_context_is_a_400(client: openai.OpenAI) -> Non
     assert chat(client, max_tokens=2, temperature=0).choices[0].finish_reason == "length"  # and the server still answers
 
 
-def test_response_format_is_refused_until_supported(client: openai.OpenAI) -> None:
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 8}, "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_replies_validate(client: openai.OpenAI, stream: bool) -> None:
+    response_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    for seed in (1, 2):
+        kwargs = dict(seed=seed, temperature=1.0, max_tokens=100, response_format=response_format)
+        text = streamed(client, **kwargs)[0] if stream else chat(client, **kwargs).choices[0].message.content
+        jsonschema.validate(json.loads(text), PERSON)
+
+
+def test_json_object_replies_parse(client: openai.OpenAI) -> None:
+    reply = chat(client, seed=3, temperature=1.0, max_tokens=200, response_format={"type": "json_object"})
+    assert reply.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(reply.choices[0].message.content), dict)
+
+
+@pytest.mark.parametrize(
+    ("response_format", "message"),
+    [
+        ({"type": "xml"}, "response_format.type must be text, json_object or json_schema"),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "strin"}}}}},
+         "cannot use this JSON Schema: "),
+    ],
+)
+def test_a_bad_response_format_is_a_400(client: openai.OpenAI, response_format: dict, message: str) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        chat(client, response_format={"type": "json_object"})
-    assert caught.value.param == "response_format"
+        chat(client, response_format=response_format)
+    assert caught.value.param == "response_format" and caught.value.body["message"].startswith(message)

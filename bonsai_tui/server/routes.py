@@ -22,7 +22,10 @@ from bonsai_tui.server import validation
 from bonsai_tui.server.errors import APIError, bad_request, loading
 from bonsai_tui.server.responses import Reply
 from bonsai_tui.server.slots import Delta, Failed, Finished, GenerationRequest, Job, QueueFull, Scheduler, Started, Stopped
+from engine import constraints
+from engine.constraints import Constraint
 from engine.errors import ContextFullError, EngineError
+from engine.model import Model
 
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streamed request checks that its client is still there
 
@@ -139,10 +142,23 @@ def _reply(request: Request, kind: str) -> Reply:
     return Reply(kind, state.options.model_id, scheduler_of(request).model.tokenizer)
 
 
+def constraint_for(model: Model, body: dict[str, Any]) -> Constraint | None:
+    """response_format as an engine constraint (compiled here, so a bad schema is a 400 now)."""
+    wanted = validation.response_format(body)
+    if wanted is None:
+        return None
+    kind, schema = wanted
+    try:
+        return constraints.json_object(model) if kind == "json_object" else constraints.json_schema(model, schema)
+    except constraints.ConstraintError as error:
+        raise bad_request(str(error), param="response_format") from None
+
+
 async def chat_completions(request: Request) -> Response:
     model = scheduler_of(request).model
     body = validation.parse_json(await request.body())
     gen_request = validation.chat_request(body, model.default_params())
+    gen_request.constraint = await run_in_threadpool(constraint_for, model, body)
     return await generate(request, body, _reply(request, "chat"), gen_request)
 
 
@@ -152,6 +168,7 @@ async def completions(request: Request) -> Response:
     gen_request = await run_in_threadpool(
         validation.completion_request, body, model.default_params(), model.tokenize, model.tokenizer.n_vocab
     )
+    gen_request.constraint = await run_in_threadpool(constraint_for, model, body)
     return await generate(request, body, _reply(request, "text"), gen_request)
 
 

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from engine.constraints import Constraint
 from engine.errors import EngineError
 from engine.model import Model
 from engine.sampling import SamplingParams
@@ -40,6 +41,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     logprobs: int | None = None  # None: none; n: each token's log-probability and n alternatives
     enable_thinking: bool = False
+    constraint: Constraint | None = None  # response_format: the grammar the reply follows
 
 
 @dataclass(frozen=True)
@@ -262,9 +264,9 @@ class Scheduler:
         session.logprobs = request.logprobs
         max_tokens = request.max_tokens or session.n_ctx
         if request.messages is not None:
-            job.stream = session.chat(request.messages, max_tokens, request.enable_thinking)
+            job.stream = session.chat(request.messages, max_tokens, request.enable_thinking, constraint=request.constraint)
         else:
-            job.stream = session.generate(request.prompt_ids or [], max_tokens)
+            job.stream = session.generate(request.prompt_ids or [], max_tokens, constraint=request.constraint)
         job.send(Started(job.slot or 0))
 
     def _step(self, job: Job) -> None:

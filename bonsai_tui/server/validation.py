@@ -138,6 +138,31 @@ def messages(body: dict[str, Any]) -> list[Message]:
     return out
 
 
+def response_format(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """("json_object" | "json_schema", the schema) the reply must follow, or None for free text.
+    Accepts OpenAI's {"type": "json_schema", "json_schema": {"name", "schema"}} and llama-server's
+    {"type": "json_object", "schema": {...}}."""
+    fmt = field_of(body, "response_format", dict, {"type": "text"})
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        schema = fmt.get("schema")
+        return ("json_object", {"type": "object"}) if schema is None else ("json_schema", _schema(schema))
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict):
+            raise bad_request("response_format.json_schema must be an object with a schema", param="response_format")
+        return "json_schema", _schema(spec.get("schema", {"type": "object"}))
+    raise bad_request("response_format.type must be text, json_object or json_schema", param="response_format")
+
+
+def _schema(schema: Any) -> dict[str, Any]:
+    if not isinstance(schema, dict):
+        raise bad_request("the response_format schema must be a JSON object", param="response_format")
+    return schema
+
+
 def _only_one_choice(body: dict[str, Any]) -> None:
     for name in ("n", "best_of"):
         n = field_of(body, name, int, 1)
@@ -149,9 +174,6 @@ def chat_request(body: dict[str, Any], defaults: SamplingParams) -> GenerationRe
     _only_one_choice(body)
     if body.get("tools"):
         raise bad_request("tools are not supported by this server", param="tools")
-    response_format = field_of(body, "response_format", dict, {"type": "text"})
-    if response_format.get("type") != "text":
-        raise bad_request("response_format not supported yet: only text", param="response_format")
     logprobs = None
     top = field_of(body, "top_logprobs", int)
     if field_of(body, "logprobs", bool, False):
