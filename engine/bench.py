@@ -126,7 +126,7 @@ def run_bench(
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the probe's buffer
     progress("memory bandwidth")
     bandwidth = read_bandwidth_gb_s(threads)
-    kv_mb = 2 * model.config.n_layers * model.config.n_kv * n_ctx * 4 / 2**20
+    kv_mb = model.new_cache(n_ctx).nbytes / 2**20
     size = model.file.file_size
     model.close()
     return BenchResult(

@@ -254,48 +254,6 @@ def rope_neox(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
                 x[t, h, i + half] = a * s[i] + b * c[i]
 
 
-# ---- attention ----------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True, parallel=True, fastmath=True)
-def attention(
-    q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, start_pos: int, out: np.ndarray
-) -> None:
-    """Causal grouped-query attention of q[t, head] over the cache, for queries at start_pos + t.
-
-    k_cache, v_cache: [n_ctx, n_head_kv, head_dim], already holding positions < start_pos + T.
-    Query head h reads KV head h // (n_head / n_head_kv).
-    """
-    n_tokens, n_head, head_dim = q.shape
-    group = n_head // k_cache.shape[1]
-    scale = 1.0 / math.sqrt(head_dim)
-    for job in prange(n_tokens * n_head):
-        t = job // n_head
-        h = job % n_head
-        kv = h // group
-        n_keys = start_pos + t + 1
-        scores = np.empty(n_keys, dtype=np.float32)
-        best = -np.inf
-        for p in range(n_keys):
-            s = np.float32(0.0)
-            for i in range(head_dim):
-                s += q[t, h, i] * k_cache[p, kv, i]
-            s *= scale
-            scores[p] = s
-            best = max(best, s)
-        total = 0.0
-        for p in range(n_keys):
-            e = math.exp(scores[p] - best)
-            scores[p] = e
-            total += e
-        for i in range(head_dim):
-            out[t, h, i] = 0.0
-        for p in range(n_keys):
-            weight = scores[p] / total
-            for i in range(head_dim):
-                out[t, h, i] += weight * v_cache[p, kv, i]
-
-
 # ---- sampling -----------------------------------------------------------------------------
 
 

@@ -4,7 +4,8 @@ Per block:  x += Wo · attention(rope(norm_q(Wq·n)), rope(norm_k(Wk·n)), Wv·n
             x += Wdown · (silu(Wgate·m) * Wup·m)                                 m = rmsnorm(x)
 then rmsnorm and the LM head (token_embd reused when the file has no output.weight).
 Prefill sends the whole prompt through as one batch; decode sends one token. Keys and values of
-every position stay in a KVCache so later tokens attend to them without recomputing.
+every position stay in a KVCache (fp16, kv_cache.py) so later tokens attend to them without
+recomputing; attention.py reads it.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from engine import blas, kernels, simd
+from engine import attention, blas, kernels, simd
 from engine.chat_template import ChatTemplate
 from engine.config import ModelConfig
 from engine.errors import ModelFileError
 from engine.gguf_file import GGML_Q1_0, GGML_Q2_0, GGUFFile
+from engine.kv_cache import KVCache
 from engine.matrix import DenseMatrix, Matrix, Q1Matrix
 from engine.q2_matrix import Q2Matrix
 from engine.sampling import SamplingParams, params_from_metadata
@@ -46,19 +48,6 @@ class Block:
     w_gate_up: Matrix  # ffn_gate over ffn_up, stacked likewise
     w_down: Matrix
 
-
-class KVCache:
-    """Keys and values per layer: [n_layers, n_ctx, n_head_kv, head_dim] float32.
-
-    Position-major, and np.zeros maps untouched pages lazily, so memory grows with the tokens
-    actually cached (head-major slices would each fault in a whole transparent huge page).
-    """
-
-    def __init__(self, config: ModelConfig, n_ctx: int) -> None:
-        shape = (config.n_layers, n_ctx, config.n_head_kv, config.head_dim)
-        self.k = np.zeros(shape, dtype=np.float32)
-        self.v = np.zeros(shape, dtype=np.float32)
-        self.n_ctx = n_ctx
 
 
 class Model:
@@ -159,7 +148,7 @@ class Model:
     # ---- forward --------------------------------------------------------------------------
 
     def new_cache(self, n_ctx: int) -> KVCache:
-        return KVCache(self.config, n_ctx)
+        return KVCache.for_config(self.config, n_ctx)
 
     def forward(
         self, tokens: Sequence[int], cache: KVCache, start_pos: int, all_logits: bool = False
@@ -207,38 +196,22 @@ class Model:
         kernels.rmsnorm_rows(k.reshape(-1, c.head_dim), b.k_norm, c.rms_eps, k.reshape(-1, c.head_dim))
         kernels.rope_neox(q, *rotation)
         kernels.rope_neox(k, *rotation)
-        end = start_pos + n
-        cache.k[layer, start_pos:end] = k
-        cache.v[layer, start_pos:end] = v.reshape(n, c.n_head_kv, c.head_dim)
+        cache.store(layer, start_pos, k, v.reshape(n, c.n_head_kv, c.head_dim))
         out = np.empty_like(q)
         if n == 1:
-            kernels.attention(q, cache.k[layer], cache.v[layer], start_pos, out)
+            attention.attend_one_token(q[0], cache.k_bits, cache.v_bits, layer, start_pos + 1, out[0])
         else:
-            keys, values = cache.k[layer, :end], cache.v[layer, :end]
             jobs = [(kv, slice(i, min(n, i + ATTENTION_ROWS))) for kv in range(c.n_head_kv) for i in range(0, n, ATTENTION_ROWS)]
-            list(self.pool.map(lambda job: self._attend_batch(q, keys, values, *job, start_pos, out), jobs))
+            list(self.pool.map(lambda job: self._attend_rows(q, cache, layer, *job, start_pos, out), jobs))
         return b.wo.matmul(out.reshape(n, c.n_q))
 
-    def _attend_batch(
-        self, q: np.ndarray, keys: np.ndarray, values: np.ndarray, kv: int, rows: slice, start_pos: int,
-        out: np.ndarray,
+    def _attend_rows(
+        self, q: np.ndarray, cache: KVCache, layer: int, kv: int, rows: slice, start_pos: int, out: np.ndarray
     ) -> None:
-        """Prefill attention of query rows `rows`, for the heads sharing KV head `kv`: two BLAS matmuls.
-
-        Same maths as kernels.attention (which serves decode): causal softmax(q·kᵀ/√d)·v.
-        """
-        group = self.config.n_head // self.config.n_head_kv
-        heads = slice(kv * group, (kv + 1) * group)
+        """Prefill attention of query rows `rows` for the heads of KV head `kv` (one pool job)."""
         end = start_pos + rows.stop  # keys past the slice's last row are in every row's future
-        queries = q[rows, heads].transpose(1, 0, 2)  # [group, rows, head_dim]
-        scores = queries @ keys[:end, kv].T  # [group, rows, end]; updated in place: it is the big temporary
-        scores *= np.float32(1 / np.sqrt(self.config.head_dim))
-        future = np.arange(end)[None, :] > (start_pos + np.arange(rows.start, rows.stop))[:, None]
-        scores[:, future] = -np.inf
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        out[rows, heads] = (scores @ values[:end, kv]).transpose(1, 0, 2)
+        keys, values = cache.keys(layer, kv, end), cache.values(layer, kv, end)
+        attention.attend_rows(q, keys, values, kv, self.config.n_head // self.config.n_head_kv, rows, start_pos, out)
 
     def _feed_forward(self, b: Block, x: np.ndarray) -> np.ndarray:
         h = np.empty_like(x)

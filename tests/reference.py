@@ -66,8 +66,9 @@ def rope(x: np.ndarray, angles: np.ndarray, mscale: float) -> np.ndarray:
     return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
 
 
-def forward(path: str, ids: list[int]) -> np.ndarray:
-    """Logits [len(ids), n_vocab] in float64."""
+def forward(path: str, ids: list[int], kv_dtype: type = np.float64) -> np.ndarray:
+    """Logits [len(ids), n_vocab] in float64; keys and values rounded to kv_dtype (the cache's
+    storage type) before attention, all else float64."""
     g = GGUFFile(path)
     meta = g.metadata
     n_head, n_kv = meta["qwen3.attention.head_count"], meta["qwen3.attention.head_count_kv"]
@@ -86,6 +87,7 @@ def forward(path: str, ids: list[int]) -> np.ndarray:
         v = (h @ W(p + "attn_v.weight").T).reshape(T, n_kv, head_dim)
         q = rope(rms_norm(q, W(p + "attn_q_norm.weight"), eps), angles, mscale)
         k = rope(rms_norm(k, W(p + "attn_k_norm.weight"), eps), angles, mscale)
+        k, v = k.astype(kv_dtype).astype(np.float64), v.astype(kv_dtype).astype(np.float64)
         k, v = np.repeat(k, n_head // n_kv, axis=1), np.repeat(v, n_head // n_kv, axis=1)
         scores = np.einsum("thd,shd->hts", q, k) / math.sqrt(head_dim) + mask
         probs = np.exp(scores - scores.max(-1, keepdims=True))
