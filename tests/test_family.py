@@ -13,7 +13,7 @@ import reference
 from engine import simd
 from engine.synth import PRESETS, write_model
 
-LOGIT_ATOL = 2e-4
+LOGIT_ATOL = 1e-3  # vs the float64 reference with K/V rounded to fp16, as test_forward
 INT8_LOGIT_ATOL = 0.25
 PROMPT_IDS = [11, 500, 7, 960, 42, 3]
 
@@ -50,7 +50,7 @@ def shaped_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 def test_full_width_models_match_the_reference(shaped_path: Path) -> None:
-    want = reference.forward(str(shaped_path), PROMPT_IDS)
+    want = reference.forward(str(shaped_path), PROMPT_IDS, kv_dtype=np.float16)
     exact = engine.load(shaped_path, threads=2, exact=True)
     assert exact.config.n_embd in (2560, 4096) and exact.config.n_layers == 2
     assert np.abs(exact.logits(PROMPT_IDS) - want).max() < LOGIT_ATOL

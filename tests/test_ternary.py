@@ -19,7 +19,7 @@ from engine.q2_matrix import Q2Matrix, Q8Interleaved
 from engine.synth import random_q2, write_model
 from test_model_files import refusal
 
-LOGIT_ATOL = 2e-4  # float32 engine vs float64 reference (as test_forward)
+LOGIT_ATOL = 1e-3  # float32 engine vs float64 reference, K/V rounded to fp16 (as test_forward)
 INT8_LOGIT_ATOL = 0.25  # int8 activations (as test_forward; measured 0.08 on the tiny ternary model)
 needs_int8 = pytest.mark.skipif(not simd.AVAILABLE, reason="int8 decode kernel needs AVX-512 BW + VNNI")
 LAYOUTS = ["g128", "g64"]
@@ -127,7 +127,7 @@ def test_ternary_logits_match_float64_reference(ternary_paths: dict[str, Path], 
     path = ternary_paths[layout]
     model = engine.load(path, threads=2, exact=True)
     assert model.file.q2_layout == layout
-    want = reference.forward(str(path), PROMPT_IDS)
+    want = reference.forward(str(path), PROMPT_IDS, kv_dtype=np.float16)
     assert np.abs(model.logits(PROMPT_IDS) - want).max() < LOGIT_ATOL  # prefill: dequantize + BLAS
     cache = model.new_cache(8)
     decoded = np.stack([model.forward([t], cache, i) for i, t in enumerate(PROMPT_IDS[:8])])
@@ -138,7 +138,7 @@ def test_ternary_logits_match_float64_reference(ternary_paths: dict[str, Path], 
 def test_ternary_int8_decode_stays_close_to_the_reference(ternary_paths: dict[str, Path]) -> None:
     model = engine.load(ternary_paths["g64"], threads=2)
     assert model.int8_decode
-    want = reference.forward(str(ternary_paths["g64"]), PROMPT_IDS[:16])
+    want = reference.forward(str(ternary_paths["g64"]), PROMPT_IDS[:16], kv_dtype=np.float16)
     cache = model.new_cache(16)
     decoded = np.stack([model.forward([t], cache, i) for i, t in enumerate(PROMPT_IDS[:16])])
     assert LOGIT_ATOL < np.abs(decoded - want).max() < INT8_LOGIT_ATOL
@@ -150,10 +150,11 @@ def test_same_weights_in_both_layouts_give_the_same_logits(ternary_paths: dict[s
     np.testing.assert_array_equal(
         reference.forward(str(ternary_paths["g128"]), PROMPT_IDS[:4]), reference.forward(str(ternary_paths["g64"]), PROMPT_IDS[:4])
     )
-    np.testing.assert_allclose(g128.logits(PROMPT_IDS), g64.logits(PROMPT_IDS), atol=1e-5)
+    # float32 sums in two orders, then keys rounded to fp16: a key can land one fp16 step apart
+    np.testing.assert_allclose(g128.logits(PROMPT_IDS), g64.logits(PROMPT_IDS), atol=5e-4)
     cache128, cache64 = g128.new_cache(4), g64.new_cache(4)
     for i, t in enumerate(PROMPT_IDS[:4]):
-        np.testing.assert_allclose(g128.forward([t], cache128, i), g64.forward([t], cache64, i), atol=1e-5)
+        np.testing.assert_allclose(g128.forward([t], cache128, i), g64.forward([t], cache64, i), atol=5e-4)
 
 
 # ---- malformed ternary files ------------------------------------------------------------------
