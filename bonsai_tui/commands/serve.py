@@ -105,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
     where = f"http://{args.host}:{args.port}"
     print(f"bonsai-tui serve: {path.name} on {where}/v1 (loading; /health says 200 when ready). Ctrl-C stops.",
           file=sys.stderr)
-    server.run()
+    try:
+        server.run()
+    finally:
+        if state.scheduler is not None:
+            state.scheduler.model.close()
     if failure:
         return _fail(failure[0])
     if not server.started:
