@@ -61,11 +61,35 @@ def to_markdown(conversation: Conversation) -> str:
     lines += [f"- {name}: {value}" for name, value in facts if value]
     if conversation.system_prompt:
         lines += ["", "## System", "", conversation.system_prompt]
-    for message in conversation.messages:
+    for message, sources in zip(conversation.messages, _sources_given(conversation)):
         lines += ["", f"## {message.role.capitalize()}", "", message.content]
         if message.status == STOPPED:
             lines += ["", "*(stopped before the end)*"]
+        if sources is not None:
+            lines += ["", "Sources:" if sources else "Sources: nothing relevant found in the attached files"]
+            lines += [f"- {_citation(source)}" for source in sources]
     return "\n".join(lines) + "\n"
+
+
+def _sources_given(conversation: Conversation) -> list[tuple[dict[str, Any], ...] | None]:
+    """For each message, the sources its reply was given: a question's sources belong to the
+    reply that follows it (or to the question itself when no reply came). None: no documents."""
+    given: list[tuple[dict[str, Any], ...] | None] = [None] * len(conversation.messages)
+    pending: int | None = None  # the index of the question with documents waiting for its reply
+    for index, message in enumerate(conversation.messages):
+        if message.role == "user":
+            pending = index if message.context is not None else None
+            if pending is not None:
+                given[index] = message.sources
+        elif message.role == "assistant" and pending is not None:
+            given[index], given[pending] = conversation.messages[pending].sources, None
+            pending = None
+    return given
+
+
+def _citation(source: dict[str, Any]) -> str:
+    heading = f" ({source['heading']})" if source.get("heading") else ""
+    return f"{source['path']}, lines {source['start_line']}-{source['end_line']}{heading}, score {source['score']:g}"
 
 
 def to_json(conversation: Conversation) -> str:
@@ -76,7 +100,10 @@ def to_json(conversation: Conversation) -> str:
         "preset": conversation.preset,
         "created": _date(conversation.created),
         "parameters": conversation.params,
-        "messages": system + [message.as_chat() for message in conversation.messages],
+        "messages": system + [
+            {**message.as_chat(), **({"sources": list(sources)} if sources is not None else {})}
+            for message, sources in zip(conversation.messages, _sources_given(conversation))
+        ],
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 

@@ -22,7 +22,9 @@ def _status(entry: dict[str, Any]) -> str:
 
 
 def _same(stored: StoredMessage, entry: dict[str, Any]) -> bool:
-    return (stored.role, stored.content, stored.status) == (entry["role"], entry["content"], _status(entry))
+    return (stored.role, stored.content, stored.status, stored.context) == (
+        entry["role"], entry["content"], _status(entry), entry.get("context")
+    )
 
 
 def stored_params(settings: GenerationSettings) -> dict[str, Any]:
@@ -63,10 +65,20 @@ class History:
         if keep < len(stored):
             self.store.truncate(cid, keep)
         for entry in finished[keep:]:
-            self.store.add_message(cid, entry["role"], entry["content"], status=_status(entry), stats=entry.get("stats"))
+            self.store.add_message(
+                cid, entry["role"], entry["content"], status=_status(entry), stats=entry.get("stats"),
+                context=entry.get("context"), sources=entry.get("sources", ()),
+            )
         self.store.set_params(
             cid, system_prompt=settings.system_prompt, params=stored_params(settings), preset=settings.preset
         )
+
+    def ensure_conversation(self) -> int:
+        """The conversation on screen, created (empty) if it has not been saved yet: documents
+        can be attached before the first message."""
+        if self.conversation_id is None:
+            self.conversation_id = self.store.create_conversation(model=self.model)
+        return self.conversation_id
 
     def open(self, conversation_id: int, fallback: GenerationSettings) -> tuple[list[dict[str, Any]], GenerationSettings]:
         """The stored conversation as the chat screen shows it, and its settings."""
@@ -79,6 +91,8 @@ class History:
                 entry["stats"], entry["stop_reason"] = message.stats, message.stop_reason
             elif message.status == STOPPED:
                 entry["stop_reason"] = "cancelled"
+            if message.context is not None:
+                entry["context"], entry["sources"] = message.context, list(message.sources)
             messages.append(entry)
         settings = settings_from(conversation.params, conversation.system_prompt, conversation.preset, fallback)
         return messages, settings

@@ -109,6 +109,9 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (message_id, rank)
         )""",
     ],
+    [  # 4: the documents' context block a question was sent with (NULL: none)
+        "ALTER TABLE messages ADD COLUMN context TEXT",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -170,6 +173,8 @@ class StoredMessage:
     generated_tokens: int | None
     stats: dict[str, Any] | None  # the reply's generation stats, as given to add_message
     created: float
+    context: str | None = None  # a question's documents block, as the model was sent it
+    sources: tuple[dict[str, Any], ...] = ()  # the passages in it: {path, start_line, end_line, heading, score, text}
 
     @property
     def stop_reason(self) -> str | None:
@@ -445,12 +450,16 @@ class Store:
             if row is None:
                 raise StoreError(f"no conversation {conversation_id} in the history")
             rows = connection.execute(
-                "SELECT id, position, role, content, status, prompt_tokens, generated_tokens, stats_json, created"
+                "SELECT id, position, role, content, status, prompt_tokens, generated_tokens, stats_json, created, context"
                 " FROM messages WHERE conversation_id = ? ORDER BY position",
                 (conversation_id,),
             ).fetchall()
+            sources = self._sources(connection, conversation_id)
         messages = [
-            StoredMessage(*fields[:7], json.loads(fields[7]) if fields[7] else None, fields[8]) for fields in rows
+            StoredMessage(
+                *fields[:7], json.loads(fields[7]) if fields[7] else None, fields[8], fields[9], sources.get(fields[0], ())
+            )
+            for fields in rows
         ]
         return Conversation(*row[:6], json.loads(row[6]), row[7], messages)
 
@@ -480,6 +489,19 @@ class Store:
             rows = connection.execute(_SUMMARY_SELECT + where + _NEWEST_FIRST + " LIMIT ?", (*arguments, limit))
             return [ConversationSummary(*row) for row in rows]
 
+    @staticmethod
+    def _sources(connection: sqlite3.Connection, conversation_id: int) -> dict[int, tuple[dict[str, Any], ...]]:
+        rows = connection.execute(
+            "SELECT s.message_id, s.path, s.start_line, s.end_line, s.heading, s.score, s.text FROM message_sources s"
+            " JOIN messages m ON m.id = s.message_id WHERE m.conversation_id = ? ORDER BY s.message_id, s.rank",
+            (conversation_id,),
+        )
+        by_message: dict[int, tuple[dict[str, Any], ...]] = {}
+        for message_id, *fields in rows:
+            source = dict(zip(("path", "start_line", "end_line", "heading", "score", "text"), fields))
+            by_message[message_id] = (*by_message.get(message_id, ()), source)
+        return by_message
+
     # ---- messages -----------------------------------------------------------------------------
 
     def add_message(
@@ -490,12 +512,17 @@ class Store:
         *,
         status: str = COMPLETE,
         stats: Mapping[str, Any] | None = None,
+        context: str | None = None,
+        sources: Sequence[Mapping[str, Any]] = (),
     ) -> int:
         """Append a message, committed before this returns; the first user message titles an
         untitled conversation. `stats` is the reply's GenerationStats as a dict (its
-        prompt_tokens and generated_tokens are also kept as columns). Returns the message id."""
+        prompt_tokens and generated_tokens are also kept as columns); a question asked over
+        documents keeps its `context` block and the `sources` in it. Returns the message id."""
         with self._writing() as connection:
-            return self._insert_message(connection, conversation_id, role, content, status=status, stats=stats)
+            return self._insert_message(
+                connection, conversation_id, role, content, status=status, stats=stats, context=context, sources=sources
+            )
 
     def update_message(
         self,
@@ -535,6 +562,8 @@ class Store:
         content: str,
         status: str = COMPLETE,
         stats: Mapping[str, Any] | None = None,
+        context: str | None = None,
+        sources: Sequence[Mapping[str, Any]] = (),
     ) -> int:
         title = connection.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         if title is None:
@@ -549,11 +578,20 @@ class Store:
             "content": content,
             "status": status,
             "created": time.time(),
+            "context": context,
             **(self._stats_columns(stats) if stats is not None else {}),
         }
         cursor = connection.execute(
             f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             tuple(columns.values()),
+        )
+        connection.executemany(
+            "INSERT INTO message_sources (message_id, rank, path, start_line, end_line, heading, score, text)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (cursor.lastrowid, rank, s["path"], s["start_line"], s["end_line"], s.get("heading", ""), s["score"], s["text"])
+                for rank, s in enumerate(sources)
+            ],
         )
         untitled = not title[0] and role == "user"
         self._update_conversation(connection, conversation_id, **({"title": title_from(content)} if untitled else {}))

@@ -155,7 +155,7 @@ def test_a_version_1_file_is_migrated_forward_without_losing_anything(tmp_path: 
     with sqlite3.connect(path) as old:
         old.executescript(VERSION_1)
     with Store(path) as store:
-        assert store._connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert store._connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         conversation = store.load_conversation(1)
         assert (conversation.title, conversation.model, conversation.system_prompt) == ("Old chat", "old.gguf", "Be kind.")
         assert conversation.params == {"temperature": 0.2} and conversation.preset == ""
