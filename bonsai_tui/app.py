@@ -20,8 +20,11 @@ from textual.theme import Theme
 
 from bonsai_tui import hub
 from bonsai_tui.demo import demo_model_path
+from bonsai_tui.documents.index import DocumentIndexError
+from bonsai_tui.documents.service import DocumentService
 from bonsai_tui.history import History
 from bonsai_tui.screens.chat import ChatScreen
+from bonsai_tui.screens.chat_documents import ChatDocuments
 from bonsai_tui.screens.download import DownloadScreen
 from bonsai_tui.screens.loading import LoadedModel, LoadingScreen
 from bonsai_tui.screens.models import ModelsScreen
@@ -137,9 +140,19 @@ class BonsaiApp(App[None]):
             sidebar.display = False
         chat = ChatScreen(
             loaded.model, settings, n_ctx=self.options.n_ctx, draft=loaded.draft, send_draft=loaded.send_draft,
-            sidebar=sidebar,
+            sidebar=sidebar, documents=self._documents(),
         )
         self.push_screen(chat)
+
+    def _documents(self) -> ChatDocuments | None:
+        """Attached documents live in the history database; without it (or FTS5) there are none."""
+        if self.history is None:
+            return None
+        try:
+            return ChatDocuments(DocumentService(self.history.store), self.history)
+        except (DocumentIndexError, StoreError) as error:
+            self.notify(f"{error}. Files cannot be attached this time.", severity="warning", timeout=10)
+            return None
 
     def _open_history(self, model: str) -> History | None:
         if self.history is not None:  # one store for the app's whole run: a new model is a new name

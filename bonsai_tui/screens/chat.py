@@ -22,8 +22,10 @@ from textual.widget import Widget
 from textual.widgets import Button, Footer, Static
 
 from bonsai_tui.engine_worker import ReplyFailed, ReplyFinished, ReplyGenerator, ReplyTokens
+from bonsai_tui.screens.chat_documents import ChatDocuments, DocumentsMixin, engine_entry, engine_turn, saved_documents
 from bonsai_tui.screens.context_full import ContextChoice, ContextFullScreen
 from bonsai_tui.screens.help import HelpScreen
+from bonsai_tui.widgets.attachments import AttachmentBar
 from bonsai_tui.widgets.chat_message import ChatMessage
 from bonsai_tui.widgets.params_panel import MODEL_DEFAULT, GenerationSettings, ParamsPanel
 from bonsai_tui.widgets.prompt_input import PromptInput
@@ -42,20 +44,23 @@ VISIBLE_MESSAGES = 50  # of a reopened conversation, shown at once; older ones o
 
 def message_from(entry: dict[str, Any]) -> ChatMessage:
     """A message widget from the history's saved form."""
-    return ChatMessage(
+    message = ChatMessage(
         entry["role"],
         entry["content"],
         stats=GenerationStats(**entry["stats"]) if "stats" in entry else None,
         stop_reason=StopReason(entry["stop_reason"]) if "stop_reason" in entry else None,
     )
+    message.context, message.sources = entry.get("context"), tuple(entry.get("sources", ()))
+    return message
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(DocumentsMixin, Screen[None]):
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+r", "regenerate", "Regenerate"),
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("f2", "toggle_panel", "Sampling"),
+        Binding("ctrl+o", "attach_files", "Attach files", show=False),  # in F1 and the palette
         Binding("ctrl+t", "toggle_thinking", "Thinking", show=False),
         Binding("f1,question_mark", "help", "Help"),
     ]
@@ -78,8 +83,10 @@ class ChatScreen(Screen[None]):
         draft: str = "",
         send_draft: bool = False,
         sidebar: Widget | None = None,
+        documents: ChatDocuments | None = None,
     ) -> None:
         super().__init__()
+        self.documents = documents  # attached files (None without a history database)
         self.sidebar = sidebar  # the history, shown at the left when the app has one
         self.draft = draft
         self.send_draft = send_draft
@@ -104,6 +111,7 @@ class ChatScreen(Screen[None]):
                 with VerticalScroll(id="conversation"):
                     yield Button("", id="earlier")
                     yield Static(self._welcome_text(), id="welcome", markup=False)
+                yield AttachmentBar(id="attachments")
                 yield PromptInput(id="prompt")
                 yield StatusBar(self._model_summary(), id="status")
             yield ParamsPanel(
@@ -154,15 +162,15 @@ class ChatScreen(Screen[None]):
     def engine_messages(self) -> list[dict[str, str]]:
         """What the model is sent: the system prompt, then every turn not dropped."""
         system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
-        older = [{"role": e["role"], "content": e["content"]} for e in self._older if not e.get("dropped")]
-        turns = [m.as_chat for m in self.chat_messages if m is not self._reply and not m.has_class("-dropped")]
+        older = [engine_entry(e) for e in self._older if not e.get("dropped")]
+        turns = [engine_turn(m) for m in self.chat_messages if m is not self._reply and not m.has_class("-dropped")]
         return system + older + turns
 
     def saved_messages(self) -> list[dict[str, Any]]:
         """The conversation with each reply's stats, as the history stores it."""
         saved: list[dict[str, Any]] = [{k: v for k, v in e.items() if k != "dropped"} for e in self._older]
         for message in self.chat_messages:
-            entry: dict[str, Any] = dict(message.as_chat)
+            entry: dict[str, Any] = dict(message.as_chat) | saved_documents(message)
             if message.stats is not None and message.stop_reason is not None:
                 entry["stats"] = asdict(message.stats)
                 entry["stop_reason"] = message.stop_reason.value
@@ -180,6 +188,8 @@ class ChatScreen(Screen[None]):
         self._older = entries[:-VISIBLE_MESSAGES]
         await self._mount_messages(map(message_from, entries[-VISIBLE_MESSAGES:]))
         self._show_earlier_button()
+        await self.show_sources()
+        await self.refresh_attachments()
 
     def _show_earlier_button(self) -> None:
         button = self.query_one("#earlier", Button)
@@ -194,6 +204,7 @@ class ChatScreen(Screen[None]):
             widget.set_class(bool(entry.get("dropped")), "-dropped")
         await self.query_one("#conversation", VerticalScroll).mount_all(widgets, after="#earlier")
         self._show_earlier_button()
+        await self.show_sources()
 
     async def _mount_messages(self, messages: Iterable[ChatMessage]) -> None:
         conversation = self.query_one("#conversation", VerticalScroll)
@@ -220,13 +231,17 @@ class ChatScreen(Screen[None]):
         await self.send(event.text)
 
     async def send(self, text: str) -> None:
+        if await self.attach_command(text.strip()):
+            return
         if self.generator.busy:
             self.notify(BUSY_NOTICE, severity="warning")
             return
         if self._editing is not None:
             await self._remove_from(self._editing)
         self.prompt.clear()
-        await self._mount_messages([ChatMessage("user", text.strip())])
+        question = ChatMessage("user", text.strip())
+        await self._mount_messages([question])
+        await self.add_documents_context(question)
         await self._start_reply(self.settings.params)
 
     async def _start_reply(self, params: SamplingParams) -> None:
@@ -234,6 +249,7 @@ class ChatScreen(Screen[None]):
         self._reply = ChatMessage("assistant")
         messages = self.engine_messages()
         await self._mount_messages([self._reply])
+        await self.show_sources()
         self._reply.start_stream()
         self._announce_change()  # the user's message is saved now, the reply when it ends
         self.generator.start(messages, self.settings.max_tokens, self.enable_thinking)
@@ -396,6 +412,7 @@ class ChatScreen(Screen[None]):
             self.notify(BUSY_NOTICE, severity="warning")
             return
         await self._clear()
+        await self.attachment_bar.show([])  # a new chat starts without attachments
         self.prompt.clear()
         self.prompt.focus()
         self._announce_change()
@@ -461,5 +478,6 @@ class ChatScreen(Screen[None]):
         yield SystemCommand("Toggle sampling panel", "Show or hide the sampling parameters", self.action_toggle_panel)
         yield SystemCommand("Toggle thinking", "Let the model think before answering (enable_thinking)", self.action_toggle_thinking)
         yield SystemCommand("Help: keys", "Show every key binding", self.action_help)
+        yield from self.documents_commands()
         for name in [*PRESETS, MODEL_DEFAULT]:
             yield SystemCommand(f"Preset: {name}", f"Use the {name} sampling values", lambda name=name: self.apply_preset(name))

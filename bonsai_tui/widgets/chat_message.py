@@ -91,6 +91,10 @@ class ChatMessage(Vertical, can_focus=True):
             self.message = message
 
     streaming: reactive[bool] = reactive(False)
+    # a question asked over attached documents: the context block it was sent with, and the
+    # passages in it (see screens/chat_documents.py); None / () for every other message
+    context: str | None = None
+    sources: tuple[dict, ...] = ()
 
     def __init__(
         self,
