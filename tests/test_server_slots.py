@@ -4,6 +4,8 @@ the bounded queue, the API key, /health while the model loads, and the command's
 from __future__ import annotations
 
 import json
+import logging
+import re
 import socket
 import subprocess
 import sys
@@ -169,3 +171,30 @@ def test_a_model_that_fails_to_load_is_one_line(tmp_path: Path) -> None:
 def test_serve_refuses_bad_flags(tiny_model_path: Path, flags: list[str], message: str, capsys) -> None:
     assert cli.main(["serve", "--model", str(tiny_model_path), *flags]) == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+def test_each_conversation_comes_back_to_the_slot_holding_its_prefix(served_model: engine.Model) -> None:
+    options = ServerOptions(load=lambda: served_model, model_id="m", n_ctx=512, parallel=2)
+    with running_server(options) as url:
+        client = client_for(url)
+        conversations = [[{"role": "user", "content": f"conversation {name} begins with its own words"}] for name in "AB"]
+        firsts = []
+        for conversation in conversations:  # A fills one slot, B the other
+            first = client.chat.completions.create(model="m", messages=conversation, max_tokens=8, temperature=0)
+            conversation += [{"role": "assistant", "content": first.choices[0].message.content},
+                             {"role": "user", "content": "go on"}]
+            firsts.append(first)
+        for conversation, first in zip(conversations, firsts):  # A comes back after B: still its slot
+            second = client.chat.completions.create(model="m", messages=conversation, max_tokens=8, temperature=0)
+            assert second.usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens - 6
+
+
+def test_one_log_line_per_request(served_model: engine.Model, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="bonsai_tui.server")
+    with running_server(ServerOptions(load=lambda: served_model, model_id="m", n_ctx=256)) as url:
+        client_for(url).chat.completions.create(model="m", messages=HELLO, max_tokens=4, temperature=0)
+        httpx.post(f"{url}/v1/chat/completions", json={"messages": HELLO, "max_tokens": 0})
+    lines = [r.getMessage() for r in caplog.records if "/v1/chat/completions" in r.getMessage()]
+    assert len(lines) == 2
+    assert re.fullmatch(r"POST /v1/chat/completions 200 [\d.]+ s prompt \d+ \(cached \d+\), 4 tokens, [\d.]+ tok/s, length", lines[0])
+    assert re.fullmatch(r"POST /v1/chat/completions 400 [\d.]+ s", lines[1])

@@ -30,6 +30,9 @@ from engine.session import ChatSession, DoneEvent, Event, GenerationStats, Messa
 log = logging.getLogger("bonsai_tui.server")
 
 
+SAME_CONVERSATION = 0.5  # a prompt continues a slot's conversation if it shares this much of its cache
+
+
 @dataclass
 class GenerationRequest:
     """One reply to generate, validated: either chat `messages` or raw `prompt_ids`."""
@@ -176,6 +179,8 @@ class Scheduler:
         self.n_ctx = self.sessions[0].n_ctx
         self.capacity = n_slots + queue_size
         self._free = list(range(n_slots))  # engine thread only
+        self._last_used = [0] * n_slots  # engine thread only: when each slot was last given a job
+        self._uses = 0
         self._cond = threading.Condition()
         self._waiting: deque[Job] = deque()
         self._active: list[Job] = []
@@ -234,8 +239,14 @@ class Scheduler:
                 self._step(job)
 
     def _place(self, job: Job) -> None:
-        """Give the job the free slot whose cache shares the longest prefix with its prompt."""
-        best = max(self._free, key=lambda i: self._shared_prefix(i, job.request))
+        """Give the job the free slot whose cache it continues (the longest shared prefix, if that
+        is at least half of what the slot holds), else the free slot least recently used, so a new
+        conversation does not evict another one's cache for the sake of a few shared tokens."""
+        shared = {i: self._shared_prefix(i, job.request) for i in self._free}
+        continued = [i for i in self._free if shared[i] and shared[i] >= len(self.sessions[i].cached_ids) * SAME_CONVERSATION]
+        best = max(continued, key=shared.__getitem__) if continued else min(self._free, key=self._last_used.__getitem__)
+        self._uses += 1
+        self._last_used[best] = self._uses
         self._free.remove(best)
         job.slot = best
         with self._cond:
