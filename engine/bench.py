@@ -14,6 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from engine.kv_cache import KVCache
 from engine.model import Model
 from engine.sampling import SamplingParams
 from engine.session import ChatSession
@@ -27,6 +28,7 @@ class BenchResult:
     model_bytes: int
     threads: int
     decode: str
+    depth: int  # tokens already in the context before each pp / tg run (llama-bench -d)
     pp_tokens: int
     tg_tokens: int
     pp_tok_s: float
@@ -73,21 +75,30 @@ def _rates(tokens: int, seconds: list[float]) -> tuple[float, float]:
     return statistics.mean(rates), statistics.stdev(rates) if len(rates) > 1 else 0.0
 
 
-def prompt_processing(model: Model, n_tokens: int, n_ctx: int, runs: int) -> list[float]:
+def filled_cache(model: Model, n_ctx: int, depth: int) -> KVCache:
+    """A cache holding `depth` tokens of context (random ids, prefilled once, not timed)."""
+    cache = model.new_cache(n_ctx)
+    if depth:
+        rng = np.random.default_rng(1)
+        model.forward(rng.integers(0, model.config.n_vocab - 1000, size=depth).tolist(), cache, 0)
+    return cache
+
+
+def prompt_processing(model: Model, n_tokens: int, cache: KVCache, runs: int, depth: int = 0) -> list[float]:
+    """Seconds per prefill of n_tokens at positions depth.. (each run overwrites the last)."""
     rng = np.random.default_rng(0)
     ids = rng.integers(0, model.config.n_vocab - 1000, size=n_tokens).tolist()
-    cache = model.new_cache(n_ctx)
-    model.forward(ids[:16], cache, 0)  # warm-up
-    return [_timed(lambda: model.forward(ids, cache, 0)) for _ in range(runs)]
+    model.forward(ids[:16], cache, depth)  # warm-up
+    return [_timed(lambda: model.forward(ids, cache, depth)) for _ in range(runs)]
 
 
-def token_generation(model: Model, n_tokens: int, n_ctx: int, runs: int) -> list[float]:
-    cache = model.new_cache(n_ctx)
-    model.forward([0], cache, 0)  # warm-up
+def token_generation(model: Model, n_tokens: int, cache: KVCache, runs: int, depth: int = 0) -> list[float]:
+    """Seconds per greedy decode of n_tokens at positions depth.."""
+    model.forward([0], cache, depth)  # warm-up
 
     def generate() -> None:
         token = 1000
-        for pos in range(n_tokens):
+        for pos in range(depth, depth + n_tokens):
             token = int(np.argmax(model.forward([token], cache, pos)))
 
     return [_timed(generate) for _ in range(runs)]
@@ -113,14 +124,18 @@ def load_seconds(path: str, threads: int, exact: bool = False) -> float:
 
 def run_bench(
     path: str, pp: int = 512, tg: int = 128, threads: int = 2, runs: int = 3, n_ctx: int = 4096,
-    exact: bool = False, progress: Callable[[str], None] = lambda _: None,
+    exact: bool = False, progress: Callable[[str], None] = lambda _: None, depth: int = 0,
 ) -> BenchResult:
+    """pp and tg as llama-bench measures them, each after `depth` tokens of context (-d)."""
+    n_ctx = max(n_ctx, depth + max(pp, tg))
     load_s = load_seconds(path, threads, exact)
     model = Model(path, threads, exact)
     progress(f"loaded in {load_s:.2f} s; pp{pp} x{runs}")
-    pp_mean, pp_std = _rates(pp, prompt_processing(model, pp, n_ctx, runs))
+    cache = filled_cache(model, n_ctx, depth)  # pp and tg both run after it, overwriting their own positions
+    pp_mean, pp_std = _rates(pp, prompt_processing(model, pp, cache, runs, depth)) if pp else (0.0, 0.0)
     progress(f"pp{pp}: {pp_mean:.1f} tok/s; tg{tg} x{runs}")
-    tg_mean, tg_std = _rates(tg, token_generation(model, tg, n_ctx, runs))
+    tg_mean, tg_std = _rates(tg, token_generation(model, tg, cache, runs, depth))
+    del cache
     progress(f"tg{tg}: {tg_mean:.1f} tok/s; time to first token")
     ttft, ttft_tokens = time_to_first_token(model, n_ctx)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the probe's buffer
@@ -131,7 +146,7 @@ def run_bench(
     model.close()
     return BenchResult(
         model=model.config.name, model_bytes=size, threads=threads,
-        decode="int8 activations (AVX-512 VNNI)" if model.int8_decode else "float32 (lookup table)", pp_tokens=pp, tg_tokens=tg,
+        decode="int8 activations (AVX-512 VNNI)" if model.int8_decode else "float32 (lookup table)", depth=depth, pp_tokens=pp, tg_tokens=tg,
         pp_tok_s=pp_mean, pp_tok_s_std=pp_std, tg_tok_s=tg_mean, tg_tok_s_std=tg_std,
         load_s=load_s, ttft_s=ttft, ttft_prompt_tokens=ttft_tokens,
         peak_rss_mb=peak_rss_mb, kv_cache_mb=kv_mb,

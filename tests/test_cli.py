@@ -73,6 +73,20 @@ def test_bench_json_reports_every_figure(tiny_model_path: Path) -> None:
     assert out["decode"] == ("int8 activations (AVX-512 VNNI)" if simd.AVAILABLE else "float32 (lookup table)")
 
 
+def test_bench_depth_measures_after_that_much_context(tiny_model_path: Path, tiny_model: engine.Model) -> None:
+    result = cli("bench", "--model", str(tiny_model_path), "-p", "8", "-n", "3", "--runs", "1", "--threads", "1",
+                 "--depth", "300", "--ctx", "16", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["depth"] == 300 and out["pp_tokens"] == 8 and out["tg_tokens"] == 3
+    c = tiny_model.config  # the context was raised to depth + 8 positions of fp16 K and V
+    assert out["kv_cache_mb"] * 2**20 == 2 * c.n_layers * 308 * c.n_head_kv * c.head_dim * 2
+    bad = cli("bench", "--model", str(tiny_model_path), "--depth", "-5")
+    assert bad.returncode == 2 and bad.stderr.splitlines()[-1].endswith(
+        "argument -d/--depth: expected a token count of 0 or more, got '-5'"
+    )
+
+
 def test_bench_exact_decodes_in_float32(tiny_model_path: Path) -> None:
     result = cli("bench", "--model", str(tiny_model_path), "-p", "8", "-n", "2", "--runs", "1", "--exact")
     assert result.returncode == 0, result.stderr

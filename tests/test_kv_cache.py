@@ -25,7 +25,7 @@ def twin_attention(q: np.ndarray, cache: KVCache, layer: int, n_keys: int) -> np
     return out
 
 
-def filled_cache(n_layers: int, n_ctx: int, n_head_kv: int, head_dim: int, seed: int = 0) -> KVCache:
+def random_cache(n_layers: int, n_ctx: int, n_head_kv: int, head_dim: int, seed: int = 0) -> KVCache:
     rng = np.random.default_rng(seed)
     cache = KVCache(n_layers, n_ctx, n_head_kv, head_dim)
     for layer in range(n_layers):
@@ -37,7 +37,7 @@ def filled_cache(n_layers: int, n_ctx: int, n_head_kv: int, head_dim: int, seed:
 @pytest.mark.parametrize("n_head, n_head_kv, head_dim", [(4, 2, 64), (2, 2, 128), (8, 2, 32), (3, 1, 48)])
 @pytest.mark.parametrize("n_keys", [1, 3, 5, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 7])
 def test_decode_attention_matches_the_float64_twin(n_head: int, n_head_kv: int, head_dim: int, n_keys: int) -> None:
-    cache = filled_cache(2, 2 * BLOCK + 9, n_head_kv, head_dim)
+    cache = random_cache(2, 2 * BLOCK + 9, n_head_kv, head_dim)
     q = np.random.default_rng(1).standard_normal((n_head, head_dim)).astype(np.float32)
     out = np.full_like(q, np.nan)
     attend_one_token(q, cache.k_bits, cache.v_bits, 1, n_keys, out)

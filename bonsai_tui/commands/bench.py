@@ -26,10 +26,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--gen-tokens", type=int, default=128, help="tg: tokens generated")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--ctx", type=int, default=4096, help="context (KV cache) size")
+    parser.add_argument("-d", "--depth", type=non_negative, default=0,
+                        help="tokens of context before each pp / tg run, as llama-bench -d")
+    parser.add_argument("--ctx", type=int, default=4096, help="context (KV cache) size, raised to fit depth + pp / tg")
     parser.add_argument("--exact", action="store_true", help="decode with float32 activations, not int8")
     parser.add_argument("--cold", action="store_true", help="also time a load with an empty Numba cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a token count of 0 or more, got {text!r}")
+    return value
 
 
 def synthetic_model() -> Path:
@@ -52,7 +64,9 @@ def cold_load_seconds(path: Path, threads: int, exact: bool) -> float:
 def run(args: argparse.Namespace) -> int:
     path = synthetic_model() if args.synthetic else Path(args.model)
     log = (lambda _: None) if args.json else (lambda line: print(f"  {line}", file=sys.stderr))
-    result = run_bench(str(path), args.prompt_tokens, args.gen_tokens, args.threads, args.runs, args.ctx, args.exact, log)
+    result = run_bench(
+        str(path), args.prompt_tokens, args.gen_tokens, args.threads, args.runs, args.ctx, args.exact, log, args.depth
+    )
     extra = {"load_cold_s": cold_load_seconds(path, args.threads, args.exact)} if args.cold else {}
     if args.json:
         print(json.dumps({**result.as_dict(), **extra}))
@@ -62,11 +76,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def table(r: BenchResult, extra: dict[str, float]) -> str:
+    at = f" @ d{r.depth}" if r.depth else ""  # llama-bench's notation
     rows = [
         ("model", f"{r.model} ({r.model_bytes / 1e6:.1f} MB), {r.threads} threads"),
         ("decode", r.decode),
-        (f"pp{r.pp_tokens}", f"{r.pp_tok_s:.2f} ± {r.pp_tok_s_std:.2f} tok/s"),
-        (f"tg{r.tg_tokens}", f"{r.tg_tok_s:.2f} ± {r.tg_tok_s_std:.2f} tok/s"),
+        (f"pp{r.pp_tokens}{at}", f"{r.pp_tok_s:.2f} ± {r.pp_tok_s_std:.2f} tok/s"),
+        (f"tg{r.tg_tokens}{at}", f"{r.tg_tok_s:.2f} ± {r.tg_tok_s_std:.2f} tok/s"),
         ("first token", f"{r.ttft_s:.3f} s for a {r.ttft_prompt_tokens}-token chat turn"),
         ("load (warm JIT)", f"{r.load_s:.2f} s"),
         *([("load (cold JIT)", f"{extra['load_cold_s']:.2f} s")] if extra else []),
