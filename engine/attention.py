@@ -126,6 +126,59 @@ def _key_scores(q: np.ndarray, h: int, rows: np.ndarray, count: int, scale: np.f
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _key_scores_pair(
+    q: np.ndarray, h: int, rows: np.ndarray, count: int, scale: np.float32, scores: np.ndarray, g: int, at: int
+) -> None:
+    """_key_scores for query heads h and h+1 (into scores[g] and scores[g+1]): each key converted
+    once for both, eight independent sums."""
+    head_dim = q.shape[1]
+    p = 0
+    while p + 4 <= count:
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        b0 = np.float32(0.0)
+        b1 = np.float32(0.0)
+        b2 = np.float32(0.0)
+        b3 = np.float32(0.0)
+        for i in range(head_dim):
+            x = q[h, i]
+            y = q[h + 1, i]
+            k0 = half_to_float(rows[p, i])
+            k1 = half_to_float(rows[p + 1, i])
+            k2 = half_to_float(rows[p + 2, i])
+            k3 = half_to_float(rows[p + 3, i])
+            a0 += x * k0
+            a1 += x * k1
+            a2 += x * k2
+            a3 += x * k3
+            b0 += y * k0
+            b1 += y * k1
+            b2 += y * k2
+            b3 += y * k3
+        scores[g, at + p] = a0 * scale
+        scores[g, at + p + 1] = a1 * scale
+        scores[g, at + p + 2] = a2 * scale
+        scores[g, at + p + 3] = a3 * scale
+        scores[g + 1, at + p] = b0 * scale
+        scores[g + 1, at + p + 1] = b1 * scale
+        scores[g + 1, at + p + 2] = b2 * scale
+        scores[g + 1, at + p + 3] = b3 * scale
+        p += 4
+    while p < count:
+        a = np.float32(0.0)
+        b = np.float32(0.0)
+        for i in range(head_dim):
+            k = half_to_float(rows[p, i])
+            a += q[h, i] * k
+            b += q[h + 1, i] * k
+        scores[g, at + p] = a * scale
+        scores[g + 1, at + p] = b * scale
+        p += 1
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _add_values(weights: np.ndarray, at: int, rows: np.ndarray, count: int, acc: np.ndarray) -> None:
     """acc += sum over p < count of weights[at + p] * rows[p], four positions per pass over acc."""
     head_dim = acc.shape[0]
@@ -144,6 +197,45 @@ def _add_values(weights: np.ndarray, at: int, rows: np.ndarray, count: int, acc:
         p += 1
 
 
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _add_values_pair(weights: np.ndarray, g: int, at: int, rows: np.ndarray, count: int, acc: np.ndarray) -> None:
+    """_add_values for heads g and g+1 (weights[g], acc[g] and the next): each value converted once."""
+    head_dim = acc.shape[1]
+    p = 0
+    while p + 4 <= count:
+        a0, a1, a2, a3 = weights[g, at + p], weights[g, at + p + 1], weights[g, at + p + 2], weights[g, at + p + 3]
+        b0, b1 = weights[g + 1, at + p], weights[g + 1, at + p + 1]
+        b2, b3 = weights[g + 1, at + p + 2], weights[g + 1, at + p + 3]
+        for i in range(head_dim):
+            v0 = half_to_float(rows[p, i])
+            v1 = half_to_float(rows[p + 1, i])
+            v2 = half_to_float(rows[p + 2, i])
+            v3 = half_to_float(rows[p + 3, i])
+            acc[g, i] += (a0 * v0 + a1 * v1) + (a2 * v2 + a3 * v3)
+            acc[g + 1, i] += (b0 * v0 + b1 * v1) + (b2 * v2 + b3 * v3)
+        p += 4
+    while p < count:
+        a, b = weights[g, at + p], weights[g + 1, at + p]
+        for i in range(head_dim):
+            v = half_to_float(rows[p, i])
+            acc[g, i] += a * v
+            acc[g + 1, i] += b * v
+        p += 1
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _softmax_in_place(row: np.ndarray) -> None:
+    best = row.max()
+    total = np.float32(0.0)
+    for p in range(row.shape[0]):
+        e = exp_nonpositive(row[p] - best)
+        row[p] = e
+        total += e
+    inverse = np.float32(1.0) / total
+    for p in range(row.shape[0]):
+        row[p] *= inverse
+
+
 @njit(cache=True, nogil=True, parallel=True, fastmath=True)
 def attend_one_token(
     q: np.ndarray, k_bits: np.ndarray, v_bits: np.ndarray, layer: int, n_keys: int, out: np.ndarray
@@ -152,34 +244,38 @@ def attend_one_token(
 
     q, out: [n_head, head_dim] float32. k_bits, v_bits: the whole cache as fp16 bits (uint16),
     [block, layer, kv head, position in block, head_dim] (see kv_cache.py).
-    Query head h reads KV head h // (n_head / n_head_kv).
+    Query head h reads KV head h // (n_head / n_head_kv). One job per KV head: its query heads go
+    through its keys and values two at a time, so each fp16 row is converted once per pair.
     """
     n_head, head_dim = q.shape
     n_kv, block = k_bits.shape[2], k_bits.shape[3]
     group = n_head // n_kv
+    pairs = group // 2
     n_blocks = (n_keys + block - 1) // block
     scale = np.float32(1.0 / math.sqrt(head_dim))
-    for job in prange(n_head):  # one query head per job: with GQA 2 the pair re-reads a row from L1
-        kv = job // group
-        scores = np.empty(n_keys, dtype=np.float32)
+    for kv in prange(n_kv):
+        first = kv * group
+        scores = np.empty((group, n_keys), dtype=np.float32)
         for b in range(n_blocks):
             count = min(block, n_keys - b * block)
-            _key_scores(q, job, k_bits[b, layer, kv], count, scale, scores, b * block)
-        best = scores.max()
-        total = np.float32(0.0)
-        for p in range(n_keys):
-            e = exp_nonpositive(scores[p] - best)
-            scores[p] = e
-            total += e
-        inverse = np.float32(1.0) / total
-        for p in range(n_keys):
-            scores[p] *= inverse
-        acc = np.zeros(head_dim, dtype=np.float32)
+            rows = k_bits[b, layer, kv]
+            for pair in range(pairs):
+                _key_scores_pair(q, first + 2 * pair, rows, count, scale, scores, 2 * pair, b * block)
+            if group % 2:
+                _key_scores(q, first + group - 1, rows, count, scale, scores[group - 1], b * block)
+        for g in range(group):
+            _softmax_in_place(scores[g])
+        acc = np.zeros((group, head_dim), dtype=np.float32)
         for b in range(n_blocks):
             count = min(block, n_keys - b * block)
-            _add_values(scores, b * block, v_bits[b, layer, kv], count, acc)
-        for i in range(head_dim):
-            out[job, i] = acc[i]
+            rows = v_bits[b, layer, kv]
+            for pair in range(pairs):
+                _add_values_pair(scores, 2 * pair, b * block, rows, count, acc)
+            if group % 2:
+                _add_values(scores[group - 1], b * block, rows, count, acc[group - 1])
+        for g in range(group):
+            for i in range(head_dim):
+                out[first + g, i] = acc[g, i]
 
 
 def attend_rows(
