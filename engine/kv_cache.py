@@ -9,7 +9,9 @@ Layout: [block, layer, kv head, position in block, head_dim], BLOCK positions pe
   contiguous run (position-major rows interleaving the heads ran 3.5x slower: strided reads).
 - Blocks outermost, and np.zeros maps pages lazily, so memory grows a block at a time with the
   positions actually cached, whatever n_ctx says (with transparent huge pages too).
-The cache holds no count of its own: the session knows how many positions are valid.
+The cache holds no count of its own: the session knows how many positions are valid. Dropping
+a span (Model.drop_positions) reads the later positions back, re-rotates their keys and stores
+them lower down.
 """
 
 from __future__ import annotations
@@ -53,6 +55,20 @@ class KVCache:
             self.k[block, layer, :, slot : slot + count] = k[rows].transpose(1, 0, 2)
             self.v[block, layer, :, slot : slot + count] = v[rows].transpose(1, 0, 2)
             pos += count
+
+    def read(self, layer: int, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and values at positions start..end as float32 [T, n_head_kv, head_dim] (store's inverse)."""
+        k = np.empty((end - start, self.n_head_kv, self.head_dim), dtype=np.float32)
+        v = np.empty_like(k)
+        pos = start
+        while pos < end:
+            block, slot = divmod(pos, BLOCK)
+            count = min(BLOCK - slot, end - pos)
+            rows = slice(pos - start, pos - start + count)
+            k[rows] = self.k[block, layer, :, slot : slot + count].transpose(1, 0, 2)
+            v[rows] = self.v[block, layer, :, slot : slot + count].transpose(1, 0, 2)
+            pos += count
+        return k, v
 
     def keys(self, layer: int, kv: int, end: int) -> np.ndarray:
         """Keys of KV head `kv` at positions 0..end as float32 [end, head_dim] (prefill reads these)."""

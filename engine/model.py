@@ -213,6 +213,22 @@ class Model:
         keys, values = cache.keys(layer, kv, end), cache.values(layer, kv, end)
         attention.attend_rows(q, keys, values, kv, self.config.n_head // self.config.n_head_kv, rows, start_pos, out)
 
+    def drop_positions(self, cache: KVCache, start: int, stop: int, length: int) -> int:
+        """Forget cached positions start..stop of the first `length`: the later ones move down by
+        stop - start, their keys rotated back as far (RoPE angles add up), as llama.cpp's context
+        shift does. Returns the new length. Later layers' keys still carry what the dropped tokens
+        contributed to them, so this approximates a fresh prefill of what remains."""
+        if not 0 <= start <= stop <= length <= cache.n_ctx:
+            raise ValueError(f"cannot drop positions {start}..{stop} of {length}")
+        n = length - stop
+        cos, sin = kernels.rope_table(self.rope_frequencies, start - stop, 1, 1.0)  # no YaRN scale twice
+        cos, sin = np.repeat(cos, n, axis=0), np.repeat(sin, n, axis=0)
+        for layer in range(self.config.n_layers):
+            k, v = cache.read(layer, stop, length)
+            kernels.rope_neox(k, cos, sin)
+            cache.store(layer, start, k, v)
+        return length - (stop - start)
+
     def _feed_forward(self, b: Block, x: np.ndarray) -> np.ndarray:
         h = np.empty_like(x)
         kernels.rmsnorm_rows(x, b.ffn_norm, self.config.rms_eps, h)

@@ -83,3 +83,22 @@ def test_softmax_exp_is_accurate_where_weights_matter() -> None:
     got = np.array([exp_nonpositive(x) for x in xs])
     np.testing.assert_allclose(got, np.exp(xs.astype(np.float64)), rtol=1e-6, atol=0)
     assert exp_nonpositive(np.float32(-200.0)) < 1e-37
+
+
+def test_dropping_positions_moves_the_rest_down_as_if_prefilled_there(exact_tiny_model) -> None:
+    model = exact_tiny_model
+    ids = [11, 500, 7, 960, 42, 3, 77, 18, 250, 9, 640, 31, 5, 820, 66, 2, 400, 13, 90, 700]
+    cache = model.new_cache(32)
+    model.forward(ids, cache, 0)
+    assert model.drop_positions(cache, 5, 10, len(ids)) == 15
+    fresh = model.new_cache(32)
+    model.forward(ids[:5] + ids[10:], fresh, 0)
+    # layer 0's keys and values depend on the token alone: the same as a fresh prefill but for
+    # fp16 rounding (the moved keys were rounded, rotated, rounded again)
+    (k, v), (k_fresh, v_fresh) = cache.read(0, 0, 15), fresh.read(0, 0, 15)
+    np.testing.assert_array_equal(v, v_fresh)
+    np.testing.assert_array_equal(k[:5], k_fresh[:5])
+    np.testing.assert_allclose(k[5:], k_fresh[5:], rtol=0, atol=4e-3 * np.abs(k_fresh).max())
+    assert np.abs(k[5:] - k_fresh[5:]).max() > 0  # they did move through a rotation
+    with pytest.raises(ValueError, match="cannot drop positions 10..5 of 15"):
+        model.drop_positions(cache, 10, 5, 15)
