@@ -1,7 +1,10 @@
 """Sampling: parameters, the tutorial's presets, and the sampler as a chain of small steps.
 
-Each step takes the candidate ids and their logits and returns a (possibly smaller) set, so the
-chain reads in the order llama.cpp applies it: penalties -> top-k -> temperature -> top-p -> min-p -> draw.
+Each step takes the candidates, best first, and keeps a (possibly shorter) best-first prefix, in the
+order of llama.cpp's default chain (common/common.h, common_params_sampling::samplers):
+penalties -> top-k -> top-p -> min-p -> temperature -> draw. Top-p and min-p therefore judge the
+model's own distribution, and temperature only reshapes what they kept, so a preset means the same
+here as in llama.cpp.
 """
 
 from __future__ import annotations
@@ -131,7 +134,6 @@ def sample(
     if p.temperature <= 0.0:
         return int(np.argmax(logits))
     ids, logits = top_k(np.arange(len(logits)), logits, p.top_k)
-    probs = softmax(logits, p.temperature)
-    ids, probs = top_p(ids, probs, p.top_p)
-    ids, probs = min_p(ids, probs, p.min_p)
+    ids, _ = min_p(*top_p(ids, softmax(logits, 1.0), p.top_p), p.min_p)
+    probs = softmax(logits[: len(ids)], p.temperature)  # both steps kept a prefix of the sorted logits
     return int(rng.choice(ids, p=probs / probs.sum()))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine import kernels
+from engine.session import ChatSession
 from engine.sampling import PRESETS, SamplingParams, apply_penalties, min_p, params_from_metadata, sample, top_k, top_p
 
 LOGITS = np.array([1.0, 3.0, 2.0, 0.5, 2.5], dtype=np.float32)
@@ -46,11 +47,39 @@ def test_penalties_push_down_recent_tokens() -> None:
     assert draw(SamplingParams(temperature=0.0, repeat_penalty=3.0), recent=[1]) == {4}
 
 
-def test_seed_reproduces_the_same_draws() -> None:
-    p = SamplingParams(temperature=1.5, top_k=0, top_p=1.0)
-    a = [sample(LOGITS, np.empty(0, np.int64), p, np.random.default_rng(42)) for _ in range(20)]
-    b = [sample(LOGITS, np.empty(0, np.int64), p, np.random.default_rng(42)) for _ in range(20)]
-    assert a == b
+def test_top_p_and_min_p_judge_the_distribution_before_temperature() -> None:
+    """llama.cpp's order: at temperature 5 the scaled distribution is nearly flat (top-p 0.6 would
+    keep three tokens, min-p 0.5 all five); the model's own keeps tokens 1 and 4 only."""
+    assert draw(SamplingParams(temperature=5.0, top_k=0, top_p=0.6)) == {1, 4}
+    assert draw(SamplingParams(temperature=5.0, top_k=0, top_p=1.0, min_p=0.5)) == {1, 4}
+
+
+def test_temperature_still_reshapes_what_is_kept() -> None:
+    rng = np.random.default_rng(0)
+    p_hot, p_cold = (SamplingParams(temperature=t, top_k=0, top_p=1.0) for t in (5.0, 0.2))
+    hot = [sample(LOGITS, np.empty(0, np.int64), p_hot, rng) for _ in range(400)]
+    cold = [sample(LOGITS, np.empty(0, np.int64), p_cold, rng) for _ in range(400)]
+    assert set(hot) == {0, 1, 2, 3, 4} and hot.count(1) < 160  # p(1) = 0.25 at temperature 5
+    assert cold.count(1) > 340  # 0.92 at temperature 0.2
+
+
+def session_reply(model, params: SamplingParams, session: ChatSession | None = None) -> list[int]:
+    session = session or ChatSession(model, n_ctx=128, params=params)
+    return list(session.chat([{"role": "user", "content": "tell me a story"}], max_tokens=16))[-1].token_ids
+
+
+def test_a_seed_makes_the_engines_replies_reproducible(exact_tiny_model) -> None:
+    """The session seeds its sampler from params.seed for every reply (the app's regenerate picks a
+    new seed; the API's `seed` field sets one). The float32 decode, because a reused cache computes
+    the last prompt token's logits by another path, and int8 rounding would move them a little."""
+    tiny_model = exact_tiny_model
+    params = SamplingParams(temperature=1.5, top_k=0, top_p=1.0, seed=7)
+    first = session_reply(tiny_model, params)
+    assert session_reply(tiny_model, params) == first  # a new session
+    session = ChatSession(tiny_model, n_ctx=128, params=params)
+    assert session_reply(tiny_model, params, session) == first
+    assert session_reply(tiny_model, params, session) == first  # the same session, its cache reused
+    assert session_reply(tiny_model, params.with_changes(seed=8)) != first
 
 
 def test_presets_are_the_tutorials() -> None:
