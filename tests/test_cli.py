@@ -116,3 +116,14 @@ def test_generate_closes_its_model_and_its_store(
             "--json", "--docs", str(tmp_path / "notes.md")]
     assert cli_module.main(argv) == 0, capsys.readouterr().err
     assert len(opened) == 1 and [model.closed for model in models] == [True]
+
+
+def test_synth_creates_missing_folders_and_says_why_it_cannot_write(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "s.gguf"
+    result = cli("synth", str(out))
+    assert (result.returncode, result.stderr) == (0, "") and out.is_file()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    result = cli("synth", str(blocked / "s.gguf"))
+    assert result.returncode == 2
+    assert result.stderr == f"bonsai-tui synth: cannot write {blocked / 's.gguf'}: {blocked} is a file, not a folder\n"
