@@ -11,7 +11,7 @@ As for Q1_0 (kernels.py), a matrix is regrouped at load into tiles of ROW_TILE r
 column by block column, and decode has two GEMVs:
 - int8 (q2_gemv_q8, where simd.AVAILABLE): Σ (q - 1)·x = Σ q·x - Σ x, so AVX-512 VNNI's vpdpbusd
   takes the codes themselves as its unsigned operand and starts from -Σ x, precomputed per lane.
-  The codes come out of their bytes by one shift per 128-bit lane (q2_group_q8_accumulate), which
+  The codes come out of their bytes by one shift per 128-bit lane (q2_g128_block_q8_accumulate), which
   leaves them in the order 4k + s -> 16 s + k; quantize_q8_interleaved puts the activations in that
   same order once per input vector, so the weights are never reordered.
 - exact (q2_gemv_lut): a float table of the 256 sums each code byte (4 weights) can make with its
@@ -34,6 +34,8 @@ Q2_GROUP_CODE_BYTES = 16
 Q8_BLOCK = 32  # activations per int8 scale, as llama.cpp's Q8_0
 LANES = 16  # int32 lanes of vpdpbusd, 4 activations each
 LAYOUTS = {"g128": (128, 34), "g64": (64, 18)}  # weights and bytes per block
+# the four weights (over a unit scale) of every code byte: a table beats four shifts when unpacking
+BYTE_VALUES = (((np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3) - 1).astype(np.float32)
 
 _I8x16 = ir.VectorType(ir.IntType(8), 16)
 _I8x64 = ir.VectorType(ir.IntType(8), 64)
@@ -75,42 +77,60 @@ def _pointer(context, builder, array_type, array, index, pointee: ir.Type):
     return builder.bitcast(builder.gep(data, [index]), pointee.as_pointer())
 
 
-@intrinsic
-def q2_group_q8_accumulate(typingctx, acc, acc_at, codes, codes_at, d, xq, x_at, neg_sums, scales, lane_at):
-    """acc[acc_at : +16] += d * Σ (q - 1)·x over one group of 64 weights, as 16 lane partial sums.
+def _block_step(groups: int):
+    """The vector step for one block of `groups` x 64 weights (2: PrismML's layout, 1: g64)."""
 
-    codes: uint8, the group's 16 code bytes at codes_at; xq: int8 activations in the interleaved
-    order of quantize_q8_interleaved at x_at; neg_sums (int32) and scales (float32): per lane, at
-    lane_at. All arrays flat. AVX-512 BW + VNNI only.
-    """
-    signature = types.void(acc, acc_at, codes, codes_at, d, xq, x_at, neg_sums, scales, lane_at)
+    @intrinsic
+    def step(typingctx, acc, acc_at, tiles, block_at, xq, x_at, neg_sums, scales, lane_at):
+        """acc[acc_at : +16] += d * Σ (q - 1)·x over the block at tiles[block_at], as 16 lane sums.
 
-    def codegen(context, builder, sig, args):
-        acc, acc_at, codes, codes_at, d, xq, x_at, neg_sums, scales, lane_at = args
-        acc_t, _, codes_t, _, _, xq_t, _, sums_t, scales_t, _ = sig.args
-        packed = builder.load(_pointer(context, builder, codes_t, codes, codes_at, _I8x16), align=1)
-        # the 16 bytes in each 128-bit lane s, shifted right by 2s: lane s holds the codes 4k + s
-        repeated = builder.shuffle_vector(packed, packed, ir.Constant(_I32x64, [i % 16 for i in range(64)]))
-        shifted = builder.lshr(builder.bitcast(repeated, _I64x8), ir.Constant(_I64x8, [0, 0, 2, 2, 4, 4, 6, 6]))
-        q = builder.and_(builder.bitcast(shifted, _I8x64), ir.Constant(_I8x64, [3] * 64))
-        x = builder.load(_pointer(context, builder, xq_t, xq, x_at, _I8x64), align=1)
-        start = builder.load(_pointer(context, builder, sums_t, neg_sums, lane_at, _I32x16), align=4)
-        dot4 = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_I32x16, [_I32x16] * 3), "llvm.x86.avx512.vpdpbusd.512"
-        )
-        lanes = builder.call(dot4, [start, builder.bitcast(q, _I32x16), builder.bitcast(x, _I32x16)])
-        lane_scales = builder.load(_pointer(context, builder, scales_t, scales, lane_at, _F32x16), align=4)
-        part = builder.fmul(builder.sitofp(lanes, _F32x16), lane_scales, flags=["contract"])
-        splat_d = builder.shuffle_vector(
-            builder.insert_element(ir.Constant(_F32x16, None), d, ir.Constant(ir.IntType(32), 0)),
-            ir.Constant(_F32x16, None), ir.Constant(_I32x16, [0] * LANES),
-        )
-        acc_ptr = _pointer(context, builder, acc_t, acc, acc_at, _F32x16)
-        updated = builder.fadd(builder.load(acc_ptr, align=4), builder.fmul(part, splat_d, flags=["contract"]), flags=["contract"])
-        builder.store(updated, acc_ptr, align=4)
-        return context.get_dummy_value()
+        tiles: uint8, the block's fp16 d then its code bytes; xq: int8 activations in the order of
+        quantize_q8_interleaved, from x_at; neg_sums (int32) and scales (float32): per lane, from
+        lane_at. All arrays flat. AVX-512 BW + VNNI only.
+        """
+        signature = types.void(acc, acc_at, tiles, block_at, xq, x_at, neg_sums, scales, lane_at)
 
-    return signature, codegen
+        def codegen(context, builder, sig, args):
+            acc, acc_at, tiles, block_at, xq, x_at, neg_sums, scales, lane_at = args
+            acc_t, _, tiles_t, _, xq_t, _, sums_t, scales_t, _ = sig.args
+            block = _pointer(context, builder, tiles_t, tiles, block_at, ir.IntType(8))
+            half_d = builder.load(builder.bitcast(block, ir.IntType(16).as_pointer()), align=1)
+            d = builder.fpext(builder.bitcast(half_d, ir.HalfType()), ir.FloatType())
+            dot4 = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_I32x16, [_I32x16] * 3), "llvm.x86.avx512.vpdpbusd.512"
+            )
+            total = None
+            for group in range(groups):
+                codes_at = builder.gep(block, [ir.Constant(ir.IntType(64), 2 + Q2_GROUP_CODE_BYTES * group)])
+                packed = builder.load(builder.bitcast(codes_at, _I8x16.as_pointer()), align=1)
+                # the 16 bytes in each 128-bit lane s, shifted right by 2s: lane s holds codes 4k + s
+                repeated = builder.shuffle_vector(packed, packed, ir.Constant(_I32x64, [i % 16 for i in range(64)]))
+                shifted = builder.lshr(builder.bitcast(repeated, _I64x8), ir.Constant(_I64x8, [0, 0, 2, 2, 4, 4, 6, 6]))
+                q = builder.and_(builder.bitcast(shifted, _I8x64), ir.Constant(_I8x64, [3] * 64))
+                at = builder.add(x_at, ir.Constant(x_at.type, Q2_GROUP * group))
+                x = builder.load(_pointer(context, builder, xq_t, xq, at, _I8x64), align=1)
+                lane = builder.add(lane_at, ir.Constant(lane_at.type, LANES * group))
+                start = builder.load(_pointer(context, builder, sums_t, neg_sums, lane, _I32x16), align=4)
+                lanes = builder.call(dot4, [start, builder.bitcast(q, _I32x16), builder.bitcast(x, _I32x16)])
+                lane_scales = builder.load(_pointer(context, builder, scales_t, scales, lane, _F32x16), align=4)
+                part = builder.fmul(builder.sitofp(lanes, _F32x16), lane_scales, flags=["contract"])
+                total = part if total is None else builder.fadd(total, part, flags=["contract"])
+            splat_d = builder.shuffle_vector(
+                builder.insert_element(ir.Constant(_F32x16, None), d, ir.Constant(ir.IntType(32), 0)),
+                ir.Constant(_F32x16, None), ir.Constant(_I32x16, [0] * LANES),
+            )
+            acc_ptr = _pointer(context, builder, acc_t, acc, acc_at, _F32x16)
+            product = builder.fmul(total, splat_d, flags=["contract"])
+            builder.store(builder.fadd(builder.load(acc_ptr, align=4), product, flags=["contract"]), acc_ptr, align=4)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return step
+
+
+q2_g128_block_q8_accumulate = _block_step(2)
+q2_g64_block_q8_accumulate = _block_step(1)
 
 
 @njit(cache=True, nogil=True)
@@ -147,20 +167,23 @@ def quantize_q8_interleaved(x: np.ndarray, xq: np.ndarray, neg_sums: np.ndarray,
 def q2_gemv_q8(tiles: np.ndarray, xq: np.ndarray, neg_sums: np.ndarray, scales: np.ndarray, out: np.ndarray) -> None:
     """out[r] = dot(row r, x) for a tiled Q2_0 matrix (either layout), x from quantize_q8_interleaved."""
     n_tiles, n_blocks, block_bytes = tiles.shape[0], tiles.shape[1], tiles.shape[3]
-    groups = (block_bytes - 2) // Q2_GROUP_CODE_BYTES  # 2 (g128) or 1 (g64)
+    block_weights = 4 * (block_bytes - 2)
+    lanes_per_block = block_weights // 4
     flat = tiles.reshape(-1)
     for t in prange(n_tiles):
         acc = np.zeros(ROW_TILE * LANES, dtype=np.float32)  # 16 partial sums per row
         for blk in range(n_blocks):
             column = (t * n_blocks + blk) * ROW_TILE * block_bytes
-            for r in range(ROW_TILE):
-                at = column + r * block_bytes
-                d = fp16_to_float(flat[at], flat[at + 1])
-                for h in range(groups):
-                    group = blk * groups + h
-                    q2_group_q8_accumulate(
-                        acc, r * LANES, flat, at + 2 + h * Q2_GROUP_CODE_BYTES, d,
-                        xq, group * Q2_GROUP, neg_sums, scales, group * LANES,
+            x_at, lane_at = blk * block_weights, blk * lanes_per_block
+            if block_weights == 128:
+                for r in range(ROW_TILE):
+                    q2_g128_block_q8_accumulate(
+                        acc, r * LANES, flat, column + r * block_bytes, xq, x_at, neg_sums, scales, lane_at
+                    )
+            else:
+                for r in range(ROW_TILE):
+                    q2_g64_block_q8_accumulate(
+                        acc, r * LANES, flat, column + r * block_bytes, xq, x_at, neg_sums, scales, lane_at
                     )
         for r in range(min(ROW_TILE, out.shape[0] - t * ROW_TILE)):
             out[t * ROW_TILE + r] = acc[r * LANES : (r + 1) * LANES].sum()
@@ -227,9 +250,9 @@ def q2_dequantize(tiles: np.ndarray, row_start: int, row_stop: int, out: np.ndar
             d = fp16_to_float(block[0], block[1])
             base = blk * block_weights
             for k in range(block_bytes - 2):
-                byte = np.int32(block[2 + k])
+                values = BYTE_VALUES[block[2 + k]]
                 for s in range(4):
-                    out[i, base + 4 * k + s] = d * np.float32(((byte >> (2 * s)) & 3) - 1)
+                    out[i, base + 4 * k + s] = d * values[s]
 
 
 @njit(cache=True, nogil=True)
