@@ -191,3 +191,10 @@ def test_the_27b_is_refused_naming_what_runs() -> None:
         "Bonsai-27B-Q1_0.gguf: unsupported architecture 'qwen35' (this engine runs the qwen3 architecture: "
         "Bonsai 1.7B, 4B and 8B, 1-bit (Q1_0) or ternary (Q2_0); Bonsai 27B (qwen35, vision-language) is not supported)"
     )
+
+
+def test_synth_layout_is_only_for_ternary_presets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bonsai_tui.cli import main
+
+    assert main(["synth", str(tmp_path / "m.gguf"), "--preset", "tiny", "--layout", "g64"]) == 2
+    assert capsys.readouterr().err == "bonsai-tui synth: --layout is for the ternary presets; tiny has no Q2_0 weights\n"
