@@ -60,8 +60,10 @@ def llg_tokenizer(tokenizer: "BonsaiTokenizer") -> llguidance.LLTokenizer:
         return built
 
 
-def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else "unknown error"
+def _one_line(message: str) -> str:
+    """llguidance's messages may span lines (a regex error draws a caret under the pattern)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip() and set(line.strip()) != {"^"}]
+    return " ".join(lines)[:300] or "unknown error"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class Constraint:
             self.grammar(), llg_tokenizer(self.tokenizer), limits=_LIMITS
         )
         if is_error:
-            raise ConstraintError(f"cannot use this {self.description}: {_first_line(messages[0])}")
+            raise ConstraintError(f"cannot use this {self.description}: {_one_line(messages[0])}")
         return self
 
     def with_thinking(self, enable_thinking: bool) -> "Constraint":
@@ -114,7 +116,7 @@ class ConstraintMatcher:
         self._tokenizer = llg_tokenizer(constraint.tokenizer)
         self._matcher = llguidance.LLMatcher(self._tokenizer, constraint.grammar(), log_level=0, limits=_LIMITS)
         if self._matcher.is_error():
-            raise ConstraintError(f"cannot use this {constraint.description}: {_first_line(self._matcher.get_error())}")
+            raise ConstraintError(f"cannot use this {constraint.description}: {_one_line(self._matcher.get_error())}")
         self._bitmask = llg_numpy.allocate_token_bitmask(1, self._tokenizer.vocab_size)
         self._n_vocab = self._tokenizer.vocab_size
 
@@ -128,7 +130,7 @@ class ConstraintMatcher:
 
     def accept(self, token_id: int) -> None:
         if not self._matcher.consume_token(token_id):
-            raise ConstraintError(f"token {token_id} broke the grammar: {_first_line(self._matcher.get_error())}")
+            raise ConstraintError(f"token {token_id} broke the grammar: {_one_line(self._matcher.get_error())}")
 
     @property
     def complete(self) -> bool:
@@ -141,9 +143,7 @@ class ConstraintMatcher:
         return self._matcher.is_stopped()
 
 
-def json_schema(model: "Model", schema: dict[str, Any] | str) -> Constraint:
-    """Replies valid against `schema` (a dict or its JSON text). Raises ConstraintError (one line)
-    when the schema is not JSON, not an object, or uses what llguidance cannot compile."""
+def _parsed(schema: dict[str, Any] | str) -> dict[str, Any]:
     if isinstance(schema, str):
         try:
             schema = json.loads(schema)
@@ -151,7 +151,23 @@ def json_schema(model: "Model", schema: dict[str, Any] | str) -> Constraint:
             raise ConstraintError(f"the JSON Schema is not valid JSON: {error}") from None
     if not isinstance(schema, dict):
         raise ConstraintError("a JSON Schema must be a JSON object")
-    return Constraint(model.tokenizer, schema, "JSON Schema").check()
+    return schema
+
+
+def json_schema(model: "Model", schema: dict[str, Any] | str) -> Constraint:
+    """Replies valid against `schema` (a dict or its JSON text). Raises ConstraintError (one line)
+    when the schema is not JSON, not an object, or uses what llguidance cannot compile."""
+    return Constraint(model.tokenizer, _parsed(schema), "JSON Schema").check()
+
+
+def schema_problem(schema: dict[str, Any] | str) -> str | None:
+    """Why `schema` cannot be used (one line), or None; needs no model (for checking as it is typed)."""
+    try:
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(_parsed(schema), defaults=JSON_OPTIONS)
+    except ConstraintError as error:
+        return str(error)
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, None, limits=_LIMITS)
+    return f"cannot use this JSON Schema: {_one_line(messages[0])}" if is_error else None
 
 
 def json_object(model: "Model") -> Constraint:

@@ -236,3 +236,14 @@ def test_generate_reports_json_cut_short_by_max_tokens(tiny_model_path: Path) ->
     assert result.stderr == (
         "bonsai-tui generate: incomplete JSON: generation stopped (max_tokens) before it was complete; raise --max-tokens\n"
     )
+
+
+def test_schema_problem_checks_without_a_model() -> None:
+    assert constraints.schema_problem(json.dumps(SCHEMAS["nested objects"])) is None
+    assert constraints.schema_problem('{"type": "strin"}') == "cannot use this JSON Schema: Invalid type: strin"
+    assert constraints.schema_problem('{"type": "string", "pattern": "["}') == (
+        "cannot use this JSON Schema: regex parse error: [ error: unclosed character class"
+    )
+    assert constraints.schema_problem("{") == (
+        "the JSON Schema is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    )
