@@ -84,10 +84,19 @@ def main() -> None:
             started = time.perf_counter()
             again = index.index([args.corpus])
             unchanged = time.perf_counter() - started
-            query = fts_query(query_terms(" ".join(words[100:103])))  # three mid-frequency words
+            changed = next(args.corpus.glob("part00/doc00000.md"))
+            original = changed.read_text()
+            changed.write_text(original + "\n\nOne more paragraph.\n")
             started = time.perf_counter()
-            hits = index.search(query, report.document_ids, 50)
-            search = time.perf_counter() - started
+            after_change = index.index([args.corpus])
+            one_changed = time.perf_counter() - started
+            changed.write_text(original)
+            searches = {}
+            for name, ranks in (("common", slice(100, 103)), ("rare", slice(3000, 3003))):
+                query = fts_query(query_terms(" ".join(words[ranks])))  # three words of that frequency rank
+                started = time.perf_counter()
+                hits = index.search(query, report.document_ids, 50)
+                searches[name] = round((time.perf_counter() - started) * 1000, 1)
         database_mb = sum(p.stat().st_size for p in Path(temp).glob("history.sqlite3*")) / 1e6
     print(json.dumps({
         "files": report.files,
@@ -98,8 +107,10 @@ def main() -> None:
         "index_mb_per_s": round(written / 1e6 / first, 2),
         "recheck_unchanged_s": round(unchanged, 2),
         "reindexed_on_recheck": again.reindexed,
-        "search_ms": round(search * 1000, 1),
-        "hits": len(hits),
+        "recheck_one_changed_s": round(one_changed, 2),
+        "reindexed_after_change": after_change.reindexed,
+        "search_ms_common_words": searches["common"],
+        "search_ms_rare_words": searches["rare"],
         "database_mb": round(database_mb, 1),
     }))
 

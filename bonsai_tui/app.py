@@ -21,6 +21,7 @@ from textual.theme import Theme
 from bonsai_tui import hub
 from bonsai_tui.demo import demo_model_path
 from bonsai_tui.documents.index import DocumentIndexError
+from bonsai_tui.documents.retrieve import DEFAULT_BUDGET_FRACTION
 from bonsai_tui.documents.service import DocumentService
 from bonsai_tui.history import History
 from bonsai_tui.screens.chat import ChatScreen
@@ -67,6 +68,7 @@ class ChatOptions:
     max_tokens: int = 512
     preset: str = MODEL_DEFAULT  # the name shown in the panel
     choose_params: Callable[[SamplingParams], SamplingParams] = lambda model_default: model_default
+    docs_budget: float = DEFAULT_BUDGET_FRACTION  # share of the context for attached documents' passages
 
     def settings_for(self, model: Model) -> GenerationSettings:
         return GenerationSettings(
@@ -149,7 +151,7 @@ class BonsaiApp(App[None]):
         if self.history is None:
             return None
         try:
-            return ChatDocuments(DocumentService(self.history.store), self.history)
+            return ChatDocuments(DocumentService(self.history.store, self.options.docs_budget), self.history)
         except (DocumentIndexError, StoreError) as error:
             self.notify(f"{error}. Files cannot be attached this time.", severity="warning", timeout=10)
             return None

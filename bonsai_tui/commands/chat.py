@@ -11,6 +11,7 @@ from bonsai_tui import hub
 from bonsai_tui.commands.common import add_sampling_arguments, add_threads_argument, sampling_params
 from bonsai_tui.commands.download import add_model_choice_arguments, model_choice
 from bonsai_tui.demo import demo_model_path
+from bonsai_tui.documents.retrieve import DEFAULT_BUDGET_FRACTION
 from bonsai_tui.widgets.params_panel import CUSTOM, MODEL_DEFAULT
 from engine.sampling import SamplingParams
 
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctx", type=int, default=0, help="context size in tokens (default: min(model, 4096))")
     parser.add_argument("--max-tokens", type=int, default=512, help="longest reply, in tokens")
     parser.add_argument("--system", default="", help="system prompt")
+    parser.add_argument("--docs-budget", type=float, default=DEFAULT_BUDGET_FRACTION, metavar="FRACTION",
+                        help=f"share of the context attached documents' passages may fill (default {DEFAULT_BUDGET_FRACTION:g})")
     add_threads_argument(parser)
     add_sampling_arguments(parser)
 
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(error))
     if args.ctx < 0 or args.max_tokens < 1:
         return _fail("--ctx must be 0 or more and --max-tokens at least 1")
+    if not 0 < args.docs_budget <= 1:
+        return _fail(f"--docs-budget must be in (0, 1], not {args.docs_budget:g}")
     if args.model and (args.repo or args.file):
         return _fail("give either --model PATH or --repo/--file, not both")
     path = _model_path(args)
@@ -76,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         preset=_preset_name(args),
         choose_params=partial(sampling_params, args),
+        docs_budget=args.docs_budget,
     )
     app = BonsaiApp(options)
     app.run()

@@ -30,7 +30,7 @@ class FilePickerScreen(ModalScreen[Path | None]):
     FilePickerScreen { align: center middle; }
     #picker-box { width: 90%; max-width: 100; height: 80%; border: round $primary; background: $surface; padding: 0 1; }
     #picker-tree { height: 1fr; }
-    #picker-hint { color: $text-muted; }
+    #picker-hint { color: $text-muted; width: 100%; height: auto; }
     #picker-buttons { height: auto; align-horizontal: right; }
     #picker-buttons Button { margin-left: 1; }
     """
@@ -49,7 +49,11 @@ class FilePickerScreen(ModalScreen[Path | None]):
             box.border_title = "Attach a file or folder"
             yield Input(placeholder="or type a path and press Enter", id="picker-path")
             yield VisibleDirectoryTree(self.start, id="picker-tree")
-            yield Label("Enter: attach a file / open a folder · a: attach the highlighted one · Backspace: parent · Esc: cancel", id="picker-hint")
+            yield Label(
+                "Enter: attach a file, open a folder · a: attach the highlighted one (folders too) · "
+                "Backspace: parent folder · Esc: cancel",
+                id="picker-hint",
+            )
             with Horizontal(id="picker-buttons"):
                 yield Button("Attach", id="picker-attach", variant="primary")
                 yield Button("Cancel", id="picker-cancel")
