@@ -13,7 +13,7 @@ from bonsai_tui.screens.passage import PassageScreen
 from bonsai_tui.store import Store
 from bonsai_tui.widgets.attachments import AttachmentChip
 from bonsai_tui.widgets.sources import NOTHING_FOUND_LABEL, SourceButton, SourceList
-from test_app import make_app, open_chat, send, wait_for
+from test_app import make_app, open_chat, wait_for
 from test_document_index import HANDBOOK
 
 pytestmark = pytest.mark.anyio
@@ -29,6 +29,19 @@ def folder(tmp_path: Path) -> Path:
     return root
 
 
+async def enter(pilot, screen, text: str) -> None:
+    """Put `text` in the message box and press Enter (typing it key by key is slow)."""
+    screen.prompt.text = text
+    await pilot.press("enter")
+
+
+async def ask(pilot, screen, text: str):
+    await enter(pilot, screen, text)
+    await wait_for(pilot, lambda: screen.chat_messages and screen.chat_messages[-1].role == "assistant")
+    await wait_for(pilot, lambda: not screen.generator.busy)
+    return screen.chat_messages[-1]
+
+
 def chips(screen) -> list[str]:
     return [str(chip.label) for chip in screen.query(AttachmentChip)]
 
@@ -37,12 +50,12 @@ async def test_attach_ask_see_the_sources_open_one_and_remove_the_attachment(tin
     app = make_app(tiny_model_path, max_tokens=3)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_chat(pilot)
-        await pilot.press(*f"/attach {folder}", "enter")
+        await enter(pilot, screen, f"/attach {folder}")
         await wait_for(pilot, lambda: bool(chips(screen)))
         assert chips(screen) == ["docs/ (4 files, 1 skipped) ✕"]
         assert screen.prompt.text == ""
 
-        reply = await send(pilot, screen, "How many days of annual leave do I get?")
+        reply = await ask(pilot, screen, "How many days of annual leave do I get?")
         question = screen.chat_messages[-2]
         assert question.context is not None and "<passage source=" in question.context
         labels = [str(button.label) for button in reply.query(SourceButton)]
@@ -59,7 +72,7 @@ async def test_attach_ask_see_the_sources_open_one_and_remove_the_attachment(tin
 
         await pilot.click(AttachmentChip)
         await wait_for(pilot, lambda: not chips(screen))
-        later = await send(pilot, screen, "How many days of annual leave do I get?")
+        later = await ask(pilot, screen, "How many days of annual leave do I get?")
         assert not later.query(SourceList) and screen.chat_messages[-2].context is None
 
     with Store() as store:
@@ -76,9 +89,11 @@ async def test_ctrl_o_picks_a_file_and_a_question_outside_it_says_nothing_found(
         screen = await open_chat(pilot)
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: isinstance(app.screen, FilePickerScreen))
-        app.screen.query_one("#picker-path", Input).focus()
-        await pilot.press(*str(folder / "site/security.html"), "enter")
+        path_box = app.screen.query_one("#picker-path", Input)
+        path_box.focus()
+        path_box.value = str(folder / "site/security.html")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: bool(chips(screen)))
         assert chips(screen) == ["security.html (1 file) ✕"]
-        reply = await send(pilot, screen, "zebra migration routes")
+        reply = await ask(pilot, screen, "zebra migration routes")
         assert [str(label.render()) for label in reply.query(SourceList).first().query("Label")] == [NOTHING_FOUND_LABEL]
