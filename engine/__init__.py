@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.cpu import apply_cap
+
+apply_cap()  # before anything imports Numba or NumPy: BONSAI_TUI_CPU caps their code generation
+
 from engine.config import ModelConfig
 from engine.errors import ContextFullError, EngineError, ModelFileError
 from engine.model import Model

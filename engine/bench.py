@@ -14,7 +14,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from engine.cpu import requested_cap
 from engine.kv_cache import KVCache
+from engine.matrix import kernel_names
 from engine.model import Model
 from engine.sampling import SamplingParams
 from engine.session import ChatSession
@@ -27,7 +29,9 @@ class BenchResult:
     model: str
     model_bytes: int
     threads: int
-    decode: str
+    decode: str  # the kernels that ran (matrix.kernel_names), under the instruction-set cap `cpu`
+    prefill: str
+    cpu: str
     depth: int  # tokens already in the context before each pp / tg run (llama-bench -d)
     pp_tokens: int
     tg_tokens: int
@@ -146,7 +150,7 @@ def run_bench(
     model.close()
     return BenchResult(
         model=model.config.name, model_bytes=size, threads=threads,
-        decode="int8 activations (AVX-512 VNNI)" if model.int8_decode else "float32 (lookup table)", depth=depth, pp_tokens=pp, tg_tokens=tg,
+        **kernel_names(model.int8_decode), cpu=requested_cap(), depth=depth, pp_tokens=pp, tg_tokens=tg,
         pp_tok_s=pp_mean, pp_tok_s_std=pp_std, tg_tok_s=tg_mean, tg_tok_s_std=tg_std,
         load_s=load_s, ttft_s=ttft, ttft_prompt_tokens=ttft_tokens,
         peak_rss_mb=peak_rss_mb, kv_cache_mb=kv_mb,

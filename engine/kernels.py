@@ -4,17 +4,15 @@ Q1_0 layout (GGML type 41): a row of n weights is n/128 blocks of 18 bytes,
     [ fp16 scale d (2 bytes, little-endian) | 16 bytes of sign bits ]
 and weight j of a block is +d if bit (j % 8) of bit-byte (j // 8) is set (LSB first), else -d.
 
-Decode multiplies each matrix by one activation vector (GEMV), in one of two ways:
-- int8 (q1_gemv_q8, where simd.AVAILABLE): the vector is rounded to int8 per 32 values, and each
-  block of 128 weights is a handful of AVX-512 instructions (see simd.py). ~68 G weights/s.
-- exact (q1_gemv_lut): instead of testing bits, a lookup table built once per input vector: for
-  each group of 8 activations, the 256 possible signed sums. Each weight byte then costs one table
-  load and one add (the T-MAC idea). ~38 G weights/s.
+This module holds the exact (float32) matrix path; the int8 kernels, on another layout, are in
+lanes.py (with simd.py). The exact GEMV (q1_gemv_lut): instead of testing bits, a lookup table
+built once per input vector: for each group of 8 activations, the 256 possible signed sums. Each
+weight byte then costs one table load and one add (the T-MAC idea). ~38 G weights/s.
 
-The loader regroups each matrix into tiles of ROW_TILE rows, stored block column by block column
-([tile, block, row in tile, 18 bytes]: same bytes, other order): the kernels read the weights
-sequentially while the activations of one block column (or its 16 KB slice of the 256 KB table)
-stay in L1. For the table kernel that is 2.3x faster than rows.
+The exact path regroups each matrix into tiles of ROW_TILE rows, stored block column by block
+column ([tile, block, row in tile, 18 bytes]: same bytes, other order): the kernel reads the
+weights sequentially while the 16 KB slice of the 256 KB table for one block column stays in L1.
+That is 2.3x faster than rows.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from engine import simd
 
 Q1_BLOCK = 128  # weights per block
 Q1_BLOCK_BYTES = 18  # 2 bytes scale + 16 bytes bits
@@ -46,7 +43,7 @@ def fp16_to_float(lo: np.uint8, hi: np.uint8) -> np.float32:
     return -value if h & 0x8000 else value
 
 
-# ---- Q1_0 matrix-vector (decode) ----------------------------------------------------------
+# ---- Q1_0 matrix-vector (exact decode) ----------------------------------------------------------
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -106,49 +103,6 @@ def q1_gemv_lut(tiles: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
                 acc[r] += fp16_to_float(block[0], block[1]) * ((s0 + s1) + (s2 + s3))
         for r in range(min(ROW_TILE, rows - t * ROW_TILE)):
             out[t * ROW_TILE + r] = acc[r]
-
-
-# ---- Q1_0 x int8 matrix-vector (decode, where simd.AVAILABLE) ------------------------------
-
-Q8_BLOCK = 32  # activations per int8 scale, as llama.cpp's Q8_0
-
-
-@njit(cache=True, nogil=True)
-def quantize_q8(x: np.ndarray, xq: np.ndarray, neg_xq: np.ndarray, lane_scales: np.ndarray) -> None:
-    """x -> int8 per 32-block (scale = max|x| / 127), the negated codes, and each block's scale
-    repeated once per vpdpbusd lane (8 lanes of 4 activations)."""
-    lanes_per_block = Q8_BLOCK // simd.LANE_WEIGHTS
-    for b in range(x.shape[0] // Q8_BLOCK):
-        start = b * Q8_BLOCK
-        largest = np.float32(0.0)
-        for j in range(start, start + Q8_BLOCK):
-            largest = max(largest, abs(x[j]))
-        scale = np.float32(largest / 127.0)
-        inverse = np.float32(1.0) / scale if scale > 0 else np.float32(0.0)
-        for j in range(start, start + Q8_BLOCK):
-            code = np.int8(round(x[j] * inverse))
-            xq[j] = code
-            neg_xq[j] = -code
-        lane_scales[b * lanes_per_block : (b + 1) * lanes_per_block] = scale
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def q1_gemv_q8(tiles: np.ndarray, xq: np.ndarray, neg_xq: np.ndarray, lane_scales: np.ndarray, out: np.ndarray) -> None:
-    """out[r] = dot(row r, x) for a tiled Q1_0 matrix and x given by quantize_q8 (AVX-512 VNNI only)."""
-    n_tiles, n_blocks = tiles.shape[0], tiles.shape[1]
-    flat = tiles.reshape(-1)
-    lanes_per_q1 = Q1_BLOCK // simd.LANE_WEIGHTS
-    for t in prange(n_tiles):
-        acc = np.zeros(ROW_TILE * simd.LANES, dtype=np.float32)  # 16 partial sums per row
-        for blk in range(n_blocks):
-            column = (t * n_blocks + blk) * ROW_TILE * Q1_BLOCK_BYTES
-            for r in range(ROW_TILE):
-                simd.q1_block_q8_accumulate(
-                    acc, r * simd.LANES, flat, column + r * Q1_BLOCK_BYTES,
-                    xq, neg_xq, blk * Q1_BLOCK, lane_scales, blk * lanes_per_q1,
-                )
-        for r in range(min(ROW_TILE, out.shape[0] - t * ROW_TILE)):
-            out[t * ROW_TILE + r] = acc[r * simd.LANES : (r + 1) * simd.LANES].sum()
 
 
 @njit(cache=True, nogil=True)

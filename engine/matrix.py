@@ -1,26 +1,31 @@
 """Weight matrices: y = x @ W.T for a batch of rows x, whatever the storage type.
 
-Q1_0 matrices stay 1-bit: their bytes are regrouped once at load (see kernels.py), never expanded.
-One row of x (decode, or each row of a short prompt) goes through a GEMV kernel: int8 activations
-where the CPU allows (Q8Vector), else the exact float lookup table. A longer batch (prefill) is
-compute-bound, so tiles of rows are unpacked to float32 and handed to numpy's BLAS matmul, never the
-whole matrix at once. Prefill tiles are spread over a pool of threads, each unpacking and
-multiplying its own tile with a single-threaded BLAS: BLAS's own threads busy-wait between calls
-and would steal the cores from the unpacking.
+Q1_0 matrices stay 1-bit: their bytes are regrouped once at load, never expanded for good.
+- int8 path (default, where simd.AVAILABLE): rows in lanes (lanes.py). Activations are rounded to
+  int8 per 32 values; one row goes through the lanes GEMV (AVX-512 VNNI or AVX2), a batch of 4+
+  rows through the int8 GEMM (AVX-512), or on AVX2 row by row up to 64 rows, then unpack + BLAS.
+- exact path (exact=True, or no int8 kernel): row tiles (kernels.py), float lookup-table GEMV for
+  up to 24 rows, beyond that tiles of rows unpacked to float32 and multiplied by numpy's BLAS.
+Unpack + BLAS tiles are spread over a pool of threads, each with a single-threaded BLAS: BLAS's
+own threads busy-wait between calls and would steal the cores from the unpacking.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from engine import kernels, simd
+from engine import kernels, lanes, simd
 
 GEMV_MAX_ROWS = 24  # up to this many input rows, one GEMV per row beats unpack + matmul (measured)
 INT8_GEMV_MAX_ROWS = 64  # the same with the int8 GEMV (measured: 32 rows 0.9 s vs 1.7 s, 96 rows 2.4 vs 2.7)
+INT8_GEMM_MIN_ROWS = 4  # from this many input rows the AVX-512 int8 GEMM beats one GEMV per row
+PARALLEL_QUANTIZE_ROWS = 64  # from this many rows, rounding activations to int8 uses every core
+BLAS_CORE = os.environ.get("OPENBLAS_CORETYPE", "native")  # set by BONSAI_TUI_CPU (engine/cpu.py)
 TILE_BYTES = 2 << 20  # float32 rows unpacked per BLAS call (measured on pp58..pp512: 2 MB beat 8 MB)
 JOBS_PER_MATRIX = 8  # runs of tiles handed to the pool: few enough to be cheap, enough to balance
 
@@ -38,58 +43,87 @@ def tile_buffer(n_floats: int) -> np.ndarray:
 
 
 @dataclass
-class Q8Vector:
-    """An input row as the int8 GEMV reads it (kernels.quantize_q8)."""
+class Q8Rows:
+    """Input rows as the int8 kernels read them (lanes.quantize_rows), padded with zero rows to
+    a multiple of `pad` (the GEMM's tile)."""
 
-    codes: np.ndarray
-    negated: np.ndarray
-    lane_scales: np.ndarray
+    codes: np.ndarray  # int8 [T_padded, cols]
+    double_scales: np.ndarray  # float32 [T_padded, cols/32]: 2 x each 32-block's scale
+    corrections: np.ndarray  # float32 [T_padded, cols/128]: sum of scale x sum(codes) per 128-block
 
     @classmethod
-    def of(cls, x: np.ndarray) -> Q8Vector:
-        codes, negated = np.empty(len(x), np.int8), np.empty(len(x), np.int8)
-        lane_scales = np.empty(len(x) // simd.LANE_WEIGHTS, np.float32)
-        kernels.quantize_q8(x, codes, negated, lane_scales)
-        return cls(codes, negated, lane_scales)
+    def of(cls, x: np.ndarray, pad: int = 1) -> Q8Rows:
+        rows, cols = x.shape
+        padded = -(-rows // pad) * pad
+        new = cls(np.zeros((padded, cols), np.int8), np.zeros((padded, cols // lanes.Q8_BLOCK), np.float32),
+                  np.zeros((padded, cols // kernels.Q1_BLOCK), np.float32))
+        quantize = lanes.quantize_rows_parallel if rows >= PARALLEL_QUANTIZE_ROWS else lanes.quantize_rows
+        quantize(x, new.codes, new.double_scales, new.corrections)
+        return new
 
 
-EncodedRow = Q8Vector | np.ndarray  # int8 codes, or the float sign table of build_sign_lut
+EncodedRow = Q8Rows | np.ndarray  # int8 codes of one row, or the float sign table of build_sign_lut
+
+
+def kernel_names(int8: bool) -> dict[str, str]:
+    """Which kernels a Q1Matrix with this setting runs, for `bench --json` ("decode", "prefill")."""
+    if not int8:
+        return {"decode": "float32 lookup table", "prefill": f"float32 unpack + OpenBLAS sgemm ({BLAS_CORE})"}
+    decode = {"avx512": "int8 AVX-512 VNNI GEMV", "avx2": "int8 AVX2 GEMV"}[simd.KERNEL]
+    prefill = "int8 AVX-512 VNNI GEMM" if simd.KERNEL == "avx512" else f"float32 unpack + OpenBLAS sgemm ({BLAS_CORE})"
+    return {"decode": decode, "prefill": prefill}
 
 
 class Q1Matrix:
-    """A [rows, cols] Q1_0 matrix: the file's bytes, regrouped in row tiles (kernels.q1_tiles).
+    """A [rows, cols] Q1_0 matrix, 1-bit in memory in one of two layouts of the file's bytes.
 
-    int8_decode picks the GEMV: activations rounded to int8 (fast, needs simd.AVAILABLE) or the
-    exact float lookup table.
+    int8=True (needs simd.AVAILABLE): rows in lanes (lanes.py), activations rounded to int8: one
+    row -> lanes GEMV, a batch -> the int8 GEMM (AVX-512), or per-row GEMVs / unpack + BLAS (AVX2).
+    int8=False (exact): row tiles (kernels.q1_tiles): float lookup-table GEMV, unpack + BLAS.
     """
 
-    def __init__(self, data: np.ndarray, cols: int, pool: ThreadPoolExecutor, int8_decode: bool = False) -> None:
-        self.tiles = kernels.q1_tiles(data)
+    def __init__(self, data: np.ndarray, cols: int, pool: ThreadPoolExecutor, int8: bool = False) -> None:
         self.rows, self.cols = data.shape[0], cols
         self.pool = pool
-        self.int8_decode = int8_decode
-        self.gemv_max_rows = INT8_GEMV_MAX_ROWS if int8_decode else GEMV_MAX_ROWS
+        self.int8 = int8
+        if int8:
+            self.words, self.scales = lanes.empty_lanes(self.rows, cols)
+            lanes.to_lanes(data, self.words, self.scales)
+            self.padded_rows = self.words.shape[0] * lanes.ROWS
+            self.gemv_max_rows = INT8_GEMM_MIN_ROWS - 1 if simd.KERNEL == "avx512" else INT8_GEMV_MAX_ROWS
+        else:
+            self.tiles = kernels.q1_tiles(data)
+            self.gemv_max_rows = GEMV_MAX_ROWS
 
     def encode(self, x: np.ndarray) -> EncodedRow:
         """One input row in the form this matrix's GEMV reads."""
-        if self.int8_decode:
-            return Q8Vector.of(x)
+        if self.int8:
+            return Q8Rows.of(x[None, :])
         lut = np.empty((self.cols // 8, 256), dtype=np.float32)
         kernels.build_sign_lut(x, lut)
         return lut
 
-    def matvec(self, row: EncodedRow) -> np.ndarray:
-        """Product with one encoded input row."""
+    def matvec(self, row: EncodedRow, index: int = 0) -> np.ndarray:
+        """Product with one encoded input row (row `index` of a Q8Rows)."""
+        if isinstance(row, Q8Rows):
+            out = np.empty(self.padded_rows, dtype=np.float32)
+            lanes.gemv(self.words, self.scales, row.codes[index], row.double_scales[index], row.corrections[index], out)
+            return out[: self.rows]
         out = np.empty(self.rows, dtype=np.float32)
-        if isinstance(row, Q8Vector):
-            kernels.q1_gemv_q8(self.tiles, row.codes, row.negated, row.lane_scales, out)
-        else:
-            kernels.q1_gemv_lut(self.tiles, row.reshape(-1), out)
+        kernels.q1_gemv_lut(self.tiles, row.reshape(-1), out)
         return out
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """x @ W.T for x of shape [T, cols] -> [T, rows]."""
+        if self.int8 and simd.KERNEL == "avx512" and x.shape[0] >= INT8_GEMM_MIN_ROWS:
+            rows = Q8Rows.of(x, pad=lanes.GEMM_TOKENS)
+            out = np.empty((rows.codes.shape[0], self.padded_rows), dtype=np.float32)
+            lanes.gemm_avx512(self.words, self.scales, rows.codes, rows.double_scales, rows.corrections, out)
+            return out[: x.shape[0], : self.rows]
         if x.shape[0] <= self.gemv_max_rows:
+            if self.int8:
+                encoded = Q8Rows.of(x)
+                return np.stack([self.matvec(encoded, i) for i in range(x.shape[0])])
             return np.stack([self.matvec(self.encode(row)) for row in x])
         out = np.empty((x.shape[0], self.rows), dtype=np.float32)
         tile_rows = max(1, TILE_BYTES // (4 * self.cols))
@@ -103,12 +137,18 @@ class Q1Matrix:
         for start in starts:
             stop = min(int(start) + tile_rows, self.rows)
             tile = tile_buffer((stop - start) * self.cols).reshape(-1, self.cols)
-            kernels.q1_dequantize(self.tiles, int(start), stop, tile)
+            if self.int8:
+                lanes.dequantize(self.words, self.scales, int(start), stop, tile)
+            else:
+                kernels.q1_dequantize(self.tiles, int(start), stop, tile)
             np.matmul(x, tile.T, out=out[:, start:stop])
 
     def rows_as_float(self, ids: np.ndarray) -> np.ndarray:
         out = np.empty((len(ids), self.cols), dtype=np.float32)
-        kernels.q1_embed(self.tiles, ids.astype(np.int64), out)
+        if self.int8:
+            lanes.embed(self.words, self.scales, ids.astype(np.int64), out)
+        else:
+            kernels.q1_embed(self.tiles, ids.astype(np.int64), out)
         return out
 
 

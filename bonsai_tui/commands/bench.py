@@ -80,6 +80,7 @@ def table(r: BenchResult, extra: dict[str, float]) -> str:
     rows = [
         ("model", f"{r.model} ({r.model_bytes / 1e6:.1f} MB), {r.threads} threads"),
         ("decode", r.decode),
+        ("prefill", r.prefill),
         (f"pp{r.pp_tokens}{at}", f"{r.pp_tok_s:.2f} ± {r.pp_tok_s_std:.2f} tok/s"),
         (f"tg{r.tg_tokens}{at}", f"{r.tg_tok_s:.2f} ± {r.tg_tok_s_std:.2f} tok/s"),
         ("first token", f"{r.ttft_s:.3f} s for a {r.ttft_prompt_tokens}-token chat turn"),

@@ -1,0 +1,64 @@
+"""Matrix kernels against their float64 NumPy twins, on every instruction-set path this CPU has.
+
+The host's own path runs in this process; each narrower one (BONSAI_TUI_CPU=avx2, generic) in a
+subprocess, since Numba's target CPU is fixed per process (tests/kernel_twins.py does the work).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engine
+import kernel_twins
+import reference
+from engine import simd
+from engine.cpu import CAPS
+
+PATHS_BELOW = {"avx512": ["avx2", "generic"], "avx2": ["generic"], "generic": []}[simd.KERNEL]
+# int8 prefill + decode vs the float64 reference on the tiny model: measured 0.06 max, argmax 100 %
+INT8_LOGIT_ATOL = 0.25
+
+
+def test_this_process_path_matches_the_float64_twins() -> None:
+    checks = kernel_twins.run()
+    assert len(checks) == (3 if simd.AVAILABLE else 1)
+
+
+@pytest.mark.parametrize("cap", PATHS_BELOW)
+def test_each_capped_path_matches_the_float64_twins(cap: str) -> None:
+    env = {**os.environ, "BONSAI_TUI_CPU": cap}
+    script = Path(kernel_twins.__file__)
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = {"avx2": "avx2 | float32 lookup table + unpack/BLAS; int8 AVX2 GEMV; float32 unpack + OpenBLAS sgemm (Haswell)",
+                "generic": "generic | float32 lookup table + unpack/BLAS"}[cap]
+    assert result.stdout.strip() == expected
+
+
+def test_an_unknown_cap_is_a_one_line_error() -> None:
+    env = {**os.environ, "BONSAI_TUI_CPU": "sse9"}
+    result = subprocess.run([sys.executable, "-c", "import engine"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == f"BONSAI_TUI_CPU='sse9': expected one of {', '.join(CAPS)}\n"
+
+
+@pytest.mark.skipif(not simd.AVAILABLE, reason="no int8 kernel on this CPU")
+def test_int8_prefill_and_decode_stay_close_to_the_float64_reference(tiny_model: engine.Model, tiny_model_path) -> None:
+    ids = tiny_model.tokenize(kernel_twins_prompt())
+    want = reference.forward(str(tiny_model_path), ids)
+    prefill = tiny_model.logits(ids)  # batch kernels
+    cache = tiny_model.new_cache(len(ids))
+    decode = np.stack([tiny_model.forward([t], cache, i) for i, t in enumerate(ids)])  # GEMV
+    for got in (prefill, decode):
+        assert 2e-4 < np.abs(got - want).max() < INT8_LOGIT_ATOL  # rounded, by the activations' rounding only
+        assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.95
+
+
+def kernel_twins_prompt() -> str:
+    return "<|im_start|>user\nhello there, tell me about the trees and the sea<|im_end|>\n<|im_start|>assistant\n"
