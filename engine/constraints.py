@@ -101,7 +101,7 @@ class Constraint:
 
     def with_thinking(self, enable_thinking: bool) -> "Constraint":
         """The same constraint for a reply that starts with a <think> block (when the model has one)."""
-        if not enable_thinking or self.tokenizer.token_id("</think>") is None:
+        if not enable_thinking or None in (self.tokenizer.token_id("<think>"), self.tokenizer.token_id("</think>")):
             return self
         return Constraint(self.tokenizer, self.schema, self.description, after_thinking=True)
 
