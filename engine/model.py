@@ -201,17 +201,18 @@ class Model:
         if n == 1:
             attention.attend_one_token(q[0], cache.k_bits, cache.v_bits, layer, start_pos + 1, out[0])
         else:
-            jobs = [(kv, slice(i, min(n, i + ATTENTION_ROWS))) for kv in range(c.n_head_kv) for i in range(0, n, ATTENTION_ROWS)]
-            list(self.pool.map(lambda job: self._attend_rows(q, cache, layer, *job, start_pos, out), jobs))
+            list(self.pool.map(lambda kv: self._attend_rows(q, cache, layer, kv, start_pos, out), range(c.n_head_kv)))
         return b.wo.matmul(out.reshape(n, c.n_q))
 
-    def _attend_rows(
-        self, q: np.ndarray, cache: KVCache, layer: int, kv: int, rows: slice, start_pos: int, out: np.ndarray
-    ) -> None:
-        """Prefill attention of query rows `rows` for the heads of KV head `kv` (one pool job)."""
-        end = start_pos + rows.stop  # keys past the slice's last row are in every row's future
-        keys, values = cache.keys(layer, kv, end), cache.values(layer, kv, end)
-        attention.attend_rows(q, keys, values, kv, self.config.n_head // self.config.n_head_kv, rows, start_pos, out)
+    def _attend_rows(self, q: np.ndarray, cache: KVCache, layer: int, kv: int, start_pos: int, out: np.ndarray) -> None:
+        """Prefill attention of every query row for the heads of KV head `kv` (one pool job): its keys
+        and values converted from fp16 once, then slices of ATTENTION_ROWS rows."""
+        n, group = len(q), self.config.n_head // self.config.n_head_kv
+        keys, values = cache.keys(layer, kv, start_pos + n), cache.values(layer, kv, start_pos + n)
+        for i in range(0, n, ATTENTION_ROWS):
+            rows = slice(i, min(n, i + ATTENTION_ROWS))
+            end = start_pos + rows.stop  # keys past the slice's last row are in every row's future
+            attention.attend_rows(q, keys[:end], values[:end], kv, group, rows, start_pos, out)
 
     def drop_positions(self, cache: KVCache, start: int, stop: int, length: int) -> int:
         """Forget cached positions start..stop of the first `length`: the later ones move down by
