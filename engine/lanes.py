@@ -91,10 +91,15 @@ _block_dot = simd.block_dot_avx2 if simd.KERNEL == "avx2" else simd.block_dot_av
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def gemv(words: np.ndarray, scales: np.ndarray, xq: np.ndarray, xs2: np.ndarray, corr: np.ndarray, out: np.ndarray) -> None:
-    """out[r] = row r . x for one quantized activation row (xq, xs2, corr 1-D); out has groups*16
-    entries. Needs simd.AVAILABLE."""
+def gemv(words: np.ndarray, scales: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """out[r] = row r . x, x one float32 row rounded to int8 here (as quantize_rows); out has
+    groups*16 entries. One call per product: decode makes ~110 a token, so no Python in between.
+    Needs simd.AVAILABLE."""
     groups, n_blocks = words.shape[0], words.shape[1]
+    xq = np.empty(x.shape[0], np.int8)
+    xs2 = np.empty(x.shape[0] // Q8_BLOCK, np.float32)
+    corr = np.empty(n_blocks, np.float32)
+    _quantize_row(x, xq, xs2, corr)
     flat_words, flat_scales = words.reshape(-1), scales.reshape(-1)
     for g in prange(groups):
         out[g * ROWS : (g + 1) * ROWS] = 0.0

@@ -55,14 +55,12 @@ class Q8Rows:
     def of(cls, x: np.ndarray, pad: int = 1) -> Q8Rows:
         rows, cols = x.shape
         padded = -(-rows // pad) * pad
-        new = cls(np.zeros((padded, cols), np.int8), np.zeros((padded, cols // lanes.Q8_BLOCK), np.float32),
-                  np.zeros((padded, cols // kernels.Q1_BLOCK), np.float32))
+        zeros_or_empty = np.zeros if padded > rows else np.empty  # padding rows must be zero
+        new = cls(zeros_or_empty((padded, cols), np.int8), zeros_or_empty((padded, cols // lanes.Q8_BLOCK), np.float32),
+                  zeros_or_empty((padded, cols // kernels.Q1_BLOCK), np.float32))
         quantize = lanes.quantize_rows_parallel if rows >= PARALLEL_QUANTIZE_ROWS else lanes.quantize_rows
         quantize(x, new.codes, new.double_scales, new.corrections)
         return new
-
-
-EncodedRow = Q8Rows | np.ndarray  # int8 codes of one row, or the float sign table of build_sign_lut
 
 
 def kernel_names(int8: bool) -> dict[str, str]:
@@ -95,19 +93,17 @@ class Q1Matrix:
             self.tiles = kernels.q1_tiles(data)
             self.gemv_max_rows = GEMV_MAX_ROWS
 
-    def encode(self, x: np.ndarray) -> EncodedRow:
-        """One input row in the form this matrix's GEMV reads."""
-        if self.int8:
-            return Q8Rows.of(x[None, :])
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """One input row in the form the exact GEMV reads (the float sign table)."""
         lut = np.empty((self.cols // 8, 256), dtype=np.float32)
         kernels.build_sign_lut(x, lut)
         return lut
 
-    def matvec(self, row: EncodedRow, index: int = 0) -> np.ndarray:
-        """Product with one encoded input row (row `index` of a Q8Rows)."""
-        if isinstance(row, Q8Rows):
+    def matvec(self, row: np.ndarray) -> np.ndarray:
+        """Product with one input row: float32 (int8 path) or encoded (exact path)."""
+        if self.int8:
             out = np.empty(self.padded_rows, dtype=np.float32)
-            lanes.gemv(self.words, self.scales, row.codes[index], row.double_scales[index], row.corrections[index], out)
+            lanes.gemv(self.words, self.scales, row, out)
             return out[: self.rows]
         out = np.empty(self.rows, dtype=np.float32)
         kernels.q1_gemv_lut(self.tiles, row.reshape(-1), out)
@@ -115,16 +111,15 @@ class Q1Matrix:
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """x @ W.T for x of shape [T, cols] -> [T, rows]."""
+        if x.shape[0] == 1:  # decode: the shortest way, ~110 calls a token
+            return self.matvec(x[0] if self.int8 else self.encode(x[0]))[None, :]
         if self.int8 and simd.KERNEL == "avx512" and x.shape[0] >= INT8_GEMM_MIN_ROWS:
             rows = Q8Rows.of(x, pad=lanes.GEMM_TOKENS)
             out = np.empty((rows.codes.shape[0], self.padded_rows), dtype=np.float32)
             lanes.gemm_avx512(self.words, self.scales, rows.codes, rows.double_scales, rows.corrections, out)
             return out[: x.shape[0], : self.rows]
         if x.shape[0] <= self.gemv_max_rows:
-            if self.int8:
-                encoded = Q8Rows.of(x)
-                return np.stack([self.matvec(encoded, i) for i in range(x.shape[0])])
-            return np.stack([self.matvec(self.encode(row)) for row in x])
+            return np.stack([self.matvec(row if self.int8 else self.encode(row)) for row in x])
         out = np.empty((x.shape[0], self.rows), dtype=np.float32)
         tile_rows = max(1, TILE_BYTES // (4 * self.cols))
         starts = np.arange(0, self.rows, tile_rows)
