@@ -234,3 +234,13 @@ def test_one_small_file_alone_still_answers(folder: Path, store: Store) -> None:
     sources = retrieve(index, "How many annual leave days?", ids, 1000).sources
     assert located(sources, folder) == [("handbook/leave.md", 1, 10)] and sources[0].score == 0.0
     assert retrieve(index, "How many days to the moon?", ids, 1000).sources == []
+
+
+def test_indexing_reports_progress_file_by_file(tmp_path: Path, store: Store) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for number in range(5):
+        (notes / f"note{number}.txt").write_text(f"Note number {number}.")
+    seen = []
+    DocumentIndex(store).index([notes], progress=lambda p: seen.append((p.files_done, p.files_total, p.path.name)))
+    assert seen == [(n + 1, 5, f"note{n}.txt") for n in range(5)]

@@ -12,15 +12,17 @@ cached prefix stays valid, and the history stores both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import SystemCommand
 
-from bonsai_tui.documents.index import DocumentIndexError, IndexReport
+from bonsai_tui.documents.index import DocumentIndexError, IndexReport, Progress
 from bonsai_tui.documents.retrieve import context_prompt
 from bonsai_tui.documents.service import DocumentService
 from bonsai_tui.history import History
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from bonsai_tui.screens.chat import ChatScreen
 
 ATTACH_COMMAND = "/attach"
+PROGRESS_INTERVAL = 0.1  # seconds between two progress bar updates
 NOTES_SHOWN = 3  # skipped files named in the notice; the rest are counted
 
 
@@ -75,6 +78,21 @@ def skipped_notice(report: IndexReport) -> str | None:
     return f"Skipped {len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''}: {named}" + (
         f"; and {more} more" if more > 0 else ""
     )
+
+
+def _throttled(show: Callable[[Progress], None], interval: float = PROGRESS_INTERVAL) -> Callable[[Progress], None]:
+    """`show` at most every `interval` seconds (and for the last file): each call waits for the UI
+    thread, and a folder of ten thousand files must not wait ten thousand times."""
+    last = -interval
+
+    def maybe_show(progress: Progress) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= interval or progress.files_done == progress.files_total:
+            last = now
+            show(progress)
+
+    return maybe_show
 
 
 class DocumentsMixin:
@@ -121,15 +139,22 @@ class DocumentsMixin:
             self.attach(Path(path).expanduser())
         return True
 
-    @work(thread=True, exclusive=True, group="attach")
+    @work(thread=True, group="attach")
     def attach(self: ChatScreen, path: Path) -> None:
-        """Index and attach `path` on a thread, with a progress bar above the message box."""
+        """Index and attach `path` on a thread, with a progress bar above the message box; leaving
+        the app stops it between two files."""
         bar = self.attachment_bar
+        worker = get_current_worker()
         try:
             conversation_id = self.documents.history.ensure_conversation()
             report = self.documents.service.attach(
-                conversation_id, path, lambda p: self.app.call_from_thread(bar.show_progress, p.files_done, p.files_total)
+                conversation_id,
+                path,
+                _throttled(lambda p: self.app.call_from_thread(bar.show_progress, p.files_done, p.files_total)),
+                lambda: worker.is_cancelled,
             )
+            if worker.is_cancelled:
+                return
         except (DocumentIndexError, StoreError) as error:
             self.app.call_from_thread(self.notify, str(error), title="Not attached", severity="error")
             return
