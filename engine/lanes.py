@@ -23,7 +23,6 @@ from engine.kernels import Q1_BLOCK, Q1_BLOCK_BYTES, fp16_to_float
 ROWS = simd.ROWS
 STEPS = simd.STEPS
 Q8_BLOCK = 32  # activations per int8 scale
-GEMM_TOKENS = simd.GEMM_TOKENS
 GEMM_CHUNK = 64  # activation rows per pass over the weights: 64 x 6144 int8 stay in L2
 
 
@@ -88,6 +87,8 @@ def quantize_rows_parallel(x: np.ndarray, xq: np.ndarray, xs2: np.ndarray, corr:
 # The step for this process's path, fixed when gemv compiles. Numba's cache keys a compiled kernel
 # on the target CPU, which the path follows (simd.KERNEL), so a cached gemv never has the other step.
 _block_dot = simd.block_dot_avx2 if simd.KERNEL == "avx2" else simd.block_dot_avx512
+_block_gemm = simd.block_gemm_avx2 if simd.KERNEL == "avx2" else simd.block_gemm_avx512
+GEMM_TOKENS = simd.GEMM_TOKENS_AVX2 if simd.KERNEL == "avx2" else simd.GEMM_TOKENS  # rows per GEMM step
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -109,7 +110,7 @@ def gemv(words: np.ndarray, scales: np.ndarray, x: np.ndarray, out: np.ndarray) 
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def gemm_avx512(words: np.ndarray, scales: np.ndarray, xq: np.ndarray, xs2: np.ndarray, corr: np.ndarray, out: np.ndarray) -> None:
+def gemm(words: np.ndarray, scales: np.ndarray, xq: np.ndarray, xs2: np.ndarray, corr: np.ndarray, out: np.ndarray) -> None:
     """out[t, r] = row r . activation row t, for xq [T, cols] with T a multiple of GEMM_TOKENS;
     out [T, groups*16]. Chunks of GEMM_CHUNK activation rows stay in cache while every row group
     passes; within a group, each weight step is expanded once for GEMM_TOKENS rows."""
@@ -124,7 +125,7 @@ def gemm_avx512(words: np.ndarray, scales: np.ndarray, xq: np.ndarray, xs2: np.n
                     out[t, g * ROWS : (g + 1) * ROWS] = 0.0
                 for b in range(n_blocks):
                     at = g * n_blocks + b
-                    simd.block_gemm_avx512(
+                    _block_gemm(
                         flat_out, t0 * stride + g * ROWS, stride, flat_words, at * STEPS, flat_scales, at * ROWS,
                         flat_x, t0 * cols + b * Q1_BLOCK, flat_s, (t0 * n_blocks + b) * 4, flat_c, t0 * n_blocks + b, n_blocks,
                     )

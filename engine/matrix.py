@@ -2,8 +2,8 @@
 
 Q1_0 matrices stay 1-bit: their bytes are regrouped once at load, never expanded for good.
 - int8 path (default, where simd.AVAILABLE): rows in lanes (lanes.py). Activations are rounded to
-  int8 per 32 values; one row goes through the lanes GEMV (AVX-512 VNNI or AVX2), a batch of 4+
-  rows through the int8 GEMM (AVX-512), or on AVX2 row by row up to 64 rows, then unpack + BLAS.
+  int8 per 32 values; one row goes through the lanes GEMV, a batch through the int8 GEMM (AVX-512
+  VNNI or AVX2 steps, simd.py).
 - exact path (exact=True, or no int8 kernel): row tiles (kernels.py), float lookup-table GEMV for
   up to 24 rows, beyond that tiles of rows unpacked to float32 and multiplied by numpy's BLAS.
 Unpack + BLAS tiles are spread over a pool of threads, each with a single-threaded BLAS: BLAS's
@@ -22,8 +22,7 @@ import numpy as np
 from engine import kernels, lanes, simd
 
 GEMV_MAX_ROWS = 24  # up to this many input rows, one GEMV per row beats unpack + matmul (measured)
-INT8_GEMV_MAX_ROWS = 64  # the same with the int8 GEMV (measured: 32 rows 0.9 s vs 1.7 s, 96 rows 2.4 vs 2.7)
-INT8_GEMM_MIN_ROWS = 4  # from this many input rows the AVX-512 int8 GEMM beats one GEMV per row
+INT8_GEMV_MAX_ROWS = 64  # the same with Q2_0's int8 GEMV (measured: 32 rows 0.9 s vs 1.7 s, 96 rows 2.4 vs 2.7)
 PARALLEL_QUANTIZE_ROWS = 64  # from this many rows, rounding activations to int8 uses every core
 BLAS_CORE = os.environ.get("OPENBLAS_CORETYPE", "native")  # set by BONSAI_TUI_CPU (engine/cpu.py)
 TILE_BYTES = 2 << 20  # float32 rows unpacked per BLAS call (measured on pp58..pp512: 2 MB beat 8 MB)
@@ -67,16 +66,15 @@ def kernel_names(int8: bool) -> dict[str, str]:
     """Which kernels a Q1Matrix with this setting runs, for `bench --json` ("decode", "prefill")."""
     if not int8:
         return {"decode": "float32 lookup table", "prefill": f"float32 unpack + OpenBLAS sgemm ({BLAS_CORE})"}
-    decode = {"avx512": "int8 AVX-512 VNNI GEMV", "avx2": "int8 AVX2 GEMV"}[simd.KERNEL]
-    prefill = "int8 AVX-512 VNNI GEMM" if simd.KERNEL == "avx512" else f"float32 unpack + OpenBLAS sgemm ({BLAS_CORE})"
-    return {"decode": decode, "prefill": prefill}
+    isa = {"avx512": "AVX-512 VNNI", "avx2": "AVX2"}[simd.KERNEL]
+    return {"decode": f"int8 {isa} GEMV", "prefill": f"int8 {isa} GEMM"}
 
 
 class Q1Matrix:
     """A [rows, cols] Q1_0 matrix, 1-bit in memory in one of two layouts of the file's bytes.
 
     int8=True (needs simd.AVAILABLE): rows in lanes (lanes.py), activations rounded to int8: one
-    row -> lanes GEMV, a batch -> the int8 GEMM (AVX-512), or per-row GEMVs / unpack + BLAS (AVX2).
+    row -> lanes GEMV, a batch -> the int8 GEMM.
     int8=False (exact): row tiles (kernels.q1_tiles): float lookup-table GEMV, unpack + BLAS.
     """
 
@@ -88,7 +86,6 @@ class Q1Matrix:
             self.words, self.scales = lanes.empty_lanes(self.rows, cols)
             lanes.to_lanes(data, self.words, self.scales)
             self.padded_rows = self.words.shape[0] * lanes.ROWS
-            self.gemv_max_rows = INT8_GEMM_MIN_ROWS - 1 if simd.KERNEL == "avx512" else INT8_GEMV_MAX_ROWS
         else:
             self.tiles = kernels.q1_tiles(data)
             self.gemv_max_rows = GEMV_MAX_ROWS
@@ -113,13 +110,13 @@ class Q1Matrix:
         """x @ W.T for x of shape [T, cols] -> [T, rows]."""
         if x.shape[0] == 1:  # decode: the shortest way, ~110 calls a token
             return self.matvec(x[0] if self.int8 else self.encode(x[0]))[None, :]
-        if self.int8 and simd.KERNEL == "avx512" and x.shape[0] >= INT8_GEMM_MIN_ROWS:
+        if self.int8:  # a batch: the int8 GEMM (even 2 rows: it pads to a tile, and still beats 2 GEMVs)
             rows = Q8Rows.of(x, pad=lanes.GEMM_TOKENS)
             out = np.empty((rows.codes.shape[0], self.padded_rows), dtype=np.float32)
-            lanes.gemm_avx512(self.words, self.scales, rows.codes, rows.double_scales, rows.corrections, out)
+            lanes.gemm(self.words, self.scales, rows.codes, rows.double_scales, rows.corrections, out)
             return out[: x.shape[0], : self.rows]
         if x.shape[0] <= self.gemv_max_rows:
-            return np.stack([self.matvec(row if self.int8 else self.encode(row)) for row in x])
+            return np.stack([self.matvec(self.encode(row)) for row in x])
         out = np.empty((x.shape[0], self.rows), dtype=np.float32)
         tile_rows = max(1, TILE_BYTES // (4 * self.cols))
         starts = np.arange(0, self.rows, tile_rows)
@@ -132,10 +129,7 @@ class Q1Matrix:
         for start in starts:
             stop = min(int(start) + tile_rows, self.rows)
             tile = tile_buffer((stop - start) * self.cols).reshape(-1, self.cols)
-            if self.int8:
-                lanes.dequantize(self.words, self.scales, int(start), stop, tile)
-            else:
-                kernels.q1_dequantize(self.tiles, int(start), stop, tile)
+            kernels.q1_dequantize(self.tiles, int(start), stop, tile)
             np.matmul(x, tile.T, out=out[:, start:stop])
 
     def rows_as_float(self, ids: np.ndarray) -> np.ndarray:

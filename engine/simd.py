@@ -244,3 +244,48 @@ def block_dot_avx2(typingctx, acc, acc_at, words, word_at, scales, scale_at, xq,
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+GEMM_TOKENS_AVX2 = 4  # 16 ymm registers: 4 int16 + 4 float accumulators, the weights and a broadcast
+
+
+@intrinsic
+def block_gemm_avx2(typingctx, acc, acc_at, acc_stride, words, word_at, scales, scale_at, xq, x_at, xs2, xs2_at, corr, corr_at, n_blocks):
+    """block_gemm_avx512 with AVX2 instructions, for GEMM_TOKENS_AVX2 activation rows (same arguments).
+    Per step and half, the weights become 0/1 bytes once; each row then costs one vpmaddubsw and one add."""
+    sig = types.void(acc, acc_at, acc_stride, words, word_at, scales, scale_at, xq, x_at, xs2, xs2_at, corr, corr_at, n_blocks)
+
+    def codegen(context, builder, signature, args):
+        acc, acc_at, acc_stride, words, word_at, scales, scale_at, xq, x_at, xs2, xs2_at, corr, corr_at, n_blocks = args
+        acc_t, _, _, words_t, _, scales_t, _, xq_t, _, xs2_t, _, corr_t, _, _ = signature.args
+        pairs = _function(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, _I8x32, _I8x32)
+        quads = _function(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, _I16x16, _I16x16)
+        ones8, ones16 = ir.Constant(_I8x32, [1] * 32), ir.Constant(_I16x16, [1] * 16)
+        rows = range(GEMM_TOKENS_AVX2)
+        at = lambda start, per_block, t: builder.add(start, builder.mul(n_blocks, ir.Constant(n_blocks.type, per_block * t)))  # noqa: E731
+        for half in range(2):
+            totals = [None] * GEMM_TOKENS_AVX2
+            for sub in range(4):
+                sums = [ir.Constant(_I16x16, None)] * GEMM_TOKENS_AVX2
+                for step in range(SUB_STEPS):
+                    k = sub * SUB_STEPS + step
+                    half_word = _load(builder, _pointer(context, builder, words_t, words, word_at, _I32, 8 * k + 4 * half), align=4)
+                    bits01 = _set_bytes_avx2(builder, half_word, ones8)
+                    for t in rows:
+                        four = _load(builder, _pointer(context, builder, xq_t, xq, at(x_at, 128, t), ir.VectorType(_I8, 4), STEP_COLS * k))
+                        x4 = builder.shuffle_vector(four, ir.Constant(four.type, None), _REPEAT4)
+                        sums[t] = builder.add(sums[t], builder.call(pairs, [bits01, x4]))
+                for t in rows:
+                    s2 = _load(builder, _pointer(context, builder, xs2_t, xs2, at(xs2_at, 4, t), _F32, 4 * sub), align=4)
+                    part = builder.fmul(builder.sitofp(builder.call(quads, [sums[t], ones16]), _F32x8), _splat(builder, s2, 8))
+                    totals[t] = part if totals[t] is None else builder.fadd(totals[t], part)
+            d = _scales_as_float(context, builder, scales_t, scales, scale_at, 8, first=8 * half)
+            for t in rows:
+                c = _load(builder, _pointer(context, builder, corr_t, corr, at(corr_at, 1, t), _F32), align=4)
+                out_at = builder.add(acc_at, builder.mul(acc_stride, ir.Constant(acc_stride.type, t)))
+                acc_ptr = _pointer(context, builder, acc_t, acc, out_at, _F32x8, 4 * 8 * half)
+                product = builder.fmul(d, builder.fsub(totals[t], _splat(builder, c, 8)))
+                builder.store(builder.fadd(_load(builder, acc_ptr, 4), product), acc_ptr, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
