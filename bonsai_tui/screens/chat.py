@@ -233,7 +233,7 @@ class ChatScreen(DocumentsMixin, Screen[None]):
     async def send(self, text: str) -> None:
         if await self.attach_command(text.strip()):
             return
-        if self.generator.busy:
+        if self.generator.busy or self.searching_documents:
             self.notify(BUSY_NOTICE, severity="warning")
             return
         if self._editing is not None:

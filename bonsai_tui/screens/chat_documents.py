@@ -99,6 +99,7 @@ class DocumentsMixin:
     """Documents for ChatScreen (needs `documents`, `session`, `model`, `prompt`, `chat_messages`)."""
 
     documents: ChatDocuments | None
+    searching_documents = False  # a question's passages are being looked up: it is not sent yet
 
     @property
     def attachment_bar(self: ChatScreen) -> AttachmentBar:
@@ -192,6 +193,7 @@ class DocumentsMixin:
         if conversation_id is None or not self.attachment_bar.attachments:
             return
         model, n_ctx = self.model, self.session.n_ctx
+        self.searching_documents = True
         try:
             found = await asyncio.to_thread(
                 self.documents.service.context_for_conversation,
@@ -200,6 +202,8 @@ class DocumentsMixin:
         except (DocumentIndexError, StoreError) as error:
             self.notify(f"The documents were not searched: {error}", severity="error")
             return
+        finally:
+            self.searching_documents = False
         if found is None:
             return
         retrieval, _ = found
