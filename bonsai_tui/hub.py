@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -29,6 +29,7 @@ from filelock import FileLock
 from huggingface_hub import constants, errors, get_session, hf_raise_for_status
 from huggingface_hub.utils import build_hf_headers
 
+from bonsai_tui.hub_files import is_ternary_gguf, list_files, pick_ternary_gguf
 from bonsai_tui.settings import config_dir
 
 CHUNK_BYTES = 1 << 20  # per write and progress update: the bar moves smoothly, a stop loses little
@@ -54,6 +55,12 @@ BONSAI_MODELS = (
     ModelChoice("prism-ml/Bonsai-8B-gguf", "Bonsai-8B-Q1_0.gguf", "Bonsai 8B", 1_160_000_000),
 )
 DEFAULT_MODEL = BONSAI_MODELS[0]
+# Ternary-Bonsai (Q2_0): no file name here (""): resolve() reads the repo's Q2_0 GGUF from the hub
+TERNARY_MODELS = (
+    ModelChoice("prism-ml/Ternary-Bonsai-1.7B-gguf", "", "Ternary 1.7B", 457_000_000),
+    ModelChoice("prism-ml/Ternary-Bonsai-4B-gguf", "", "Ternary 4B", 1_070_000_000),
+    ModelChoice("prism-ml/Ternary-Bonsai-8B-gguf", "", "Ternary 8B", 2_180_000_000),
+)
 
 
 class HubError(Exception):
@@ -116,6 +123,10 @@ T = TypeVar("T")
 
 def cached_path(choice: ModelChoice) -> Path | None:
     """The complete file in the Hugging Face cache, or None. Never touches the network."""
+    if not choice.filename:  # a ternary model: its Q2_0 GGUF, whatever the file is called
+        files = {name: path for repo, name, path, _ in cached_models() if repo == choice.repo}
+        name = pick_ternary_gguf(files)
+        return files[name] if name else None
     found = huggingface_hub.try_to_load_from_cache(choice.repo, choice.filename)
     return Path(found) if isinstance(found, str) else None
 
@@ -166,7 +177,26 @@ def _choice_file() -> Path:
 def known_choice(repo: str, filename: str) -> ModelChoice:
     """The Bonsai variant with this repo and file (labels and sizes), or a plain choice."""
     known = {(m.repo, m.filename): m for m in BONSAI_MODELS}
+    ternary = {m.repo: m for m in TERNARY_MODELS}
+    if repo in ternary and (not filename or is_ternary_gguf(filename)):
+        return replace(ternary[repo], filename=filename)
     return known.get((repo, filename), ModelChoice(repo, filename))
+
+
+def resolve(choice: ModelChoice) -> ModelChoice:
+    """The choice with its file name: a ternary model's Q2_0 GGUF, from the cache, else from the
+    hub's file list (one request), with the hub's size."""
+    if choice.filename:
+        return choice
+    files = {name: size for repo, name, _, size in cached_models() if repo == choice.repo}
+    if pick_ternary_gguf(files) is None:
+        if constants.HF_HUB_OFFLINE:
+            raise NotCachedOffline(f"{choice.name} is not downloaded and HF_HUB_OFFLINE is set")
+        files = _call(lambda: list_files(choice.repo), choice)
+    name = pick_ternary_gguf(files)
+    if name is None:
+        raise NotOnHub(f"{choice.repo} has no Q2_0 GGUF file")
+    return replace(choice, filename=name, approx_bytes=files[name])
 
 
 def remembered_choice() -> ModelChoice:
@@ -245,6 +275,7 @@ def download(
     standard cache layout (blobs/, snapshots/<commit>/, refs/main).
     """
     cancel = cancel or threading.Event()
+    choice = resolve(choice)
     found = cached_path(choice)
     if found:
         return found

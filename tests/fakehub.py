@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import tempfile
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 ROUTE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
+TREE_ROUTE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<revision>[^/]+)$")  # the file list
 
 
 @dataclass
@@ -87,6 +89,9 @@ class FakeHub:
             def _answer(self, body: bool) -> None:
                 b = hub.behaviour
                 b.requests.append((self.command, self.path, self.headers.get("Range")))
+                tree = TREE_ROUTE.match(self.path.split("?")[0])
+                if tree and b.status is None:
+                    return self._file_list(tree["repo"])
                 match = ROUTE.match(self.path.split("?")[0])
                 key = f"{match['repo']}/{match['filename']}" if match else None
                 if b.status is not None:
@@ -111,6 +116,23 @@ class FakeHub:
                 self.end_headers()
                 if body:
                     self._send(data[start:])
+
+            def _file_list(self, repo: str) -> None:
+                """The repo's files as the hub's tree API lists them (every file an LFS one)."""
+                files = {key.removeprefix(repo + "/"): data for key, data in hub.files.items() if key.startswith(repo + "/")}
+                if not files:
+                    return self._error(404, "RepoNotFound")
+                listing = [
+                    {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": name,
+                     "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}}
+                    for name, data in files.items()
+                ]
+                payload = json.dumps(listing).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def _range_start(self) -> int:
                 found = re.match(r"bytes=(\d+)-", self.headers.get("Range", ""))

@@ -9,8 +9,8 @@ from typing import TextIO
 
 from bonsai_tui import hub
 
-# "1.7b" -> Bonsai 1.7B, ...: the short names `bonsai-tui download` accepts
-VARIANTS = {m.label.removeprefix("Bonsai ").lower(): m for m in hub.BONSAI_MODELS}
+# "1.7b" -> Bonsai 1.7B, "ternary-4b" -> Ternary 4B, ...: the short names `bonsai-tui download` accepts
+VARIANTS = {m.label.removeprefix("Bonsai ").lower().replace(" ", "-"): m for m in (*hub.BONSAI_MODELS, *hub.TERNARY_MODELS)}
 
 
 def add_model_choice_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +43,8 @@ def progress_line(p: hub.Progress, name: str, width: int = 30) -> str:
 class ProgressPrinter:
     """Redraws one status line, at most ten times a second (and always the last one)."""
 
-    def __init__(self, name: str, stream: TextIO = sys.stderr) -> None:
-        self.name, self.stream = name, stream
+    def __init__(self, name: str, stream: TextIO | None = None) -> None:
+        self.name, self.stream = name, stream or sys.stderr  # read when drawing starts, not at import
         self.last_drawn = 0.0
 
     def __call__(self, p: hub.Progress) -> None:
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     choice = VARIANTS[args.variant] if args.variant else model_choice(args)
     try:
+        choice = hub.resolve(choice)  # a ternary model's file name comes from the hub's file list
         path = hub.download(choice, ProgressPrinter(choice.filename))
     except hub.HubError as error:
         print(f"\nbonsai-tui: {error}", file=sys.stderr)

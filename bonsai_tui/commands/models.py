@@ -23,9 +23,10 @@ def run(args: argparse.Namespace) -> int:
     cached = hub.cached_models()
     downloaded = {(repo, name) for repo, name, _, _ in cached}
     print("Known Bonsai models:")
-    for m in hub.BONSAI_MODELS:
-        mark = "downloaded" if (m.repo, m.filename) in downloaded else f"~{m.approx_bytes / 1e6:,.0f} MB"
-        print(f"  {m.label:<12} {m.repo}/{m.filename}  [{mark}]")
+    for m in (*hub.BONSAI_MODELS, *hub.TERNARY_MODELS):
+        found = hub.cached_path(m) if not m.filename else None  # a ternary file: whatever its name
+        mark = "downloaded" if (m.repo, m.filename) in downloaded or found else f"~{m.approx_bytes / 1e6:,.0f} MB"
+        print(f"  {m.label:<12} {m.repo}/{found.name if found else m.filename or '<its Q2_0 GGUF>'}  [{mark}]")
     print("GGUF files in the Hugging Face cache:" if cached else "No GGUF files in the Hugging Face cache.")
     for repo, name, path, size in cached:
         print(f"  {repo}/{name}  {size / 1e6:.1f} MB  {path}")

@@ -1,4 +1,4 @@
-"""Pick a Bonsai model (sizes, which are downloaded) or delete a downloaded one.
+"""Pick a Bonsai model, 1-bit or ternary (sizes, which are downloaded) or delete a downloaded one.
 
 Dismisses with the chosen ModelChoice, or None; the app then opens it, downloading it first if
 needed.
@@ -44,7 +44,9 @@ class ModelsScreen(ModalScreen[hub.ModelChoice | None]):
 
     def refresh_list(self) -> None:
         downloaded = {(repo, name): size for repo, name, _, size in hub.cached_models()}
-        choices = list(hub.BONSAI_MODELS) + [
+        # a downloaded ternary model under its real file name (the list only knows its repo)
+        ternary = [hub.known_choice(m.repo, path.name) if (path := hub.cached_path(m)) else m for m in hub.TERNARY_MODELS]
+        choices = list(hub.BONSAI_MODELS) + ternary + [
             hub.known_choice(repo, name) for repo, name in downloaded if hub.known_choice(repo, name).label == ""
         ]
         options = self.query_one(OptionList)
