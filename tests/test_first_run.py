@@ -38,13 +38,14 @@ def first_run_app() -> BonsaiApp:
 
 async def test_download_then_chat(hf_cache: Path, monkeypatch, tiny_model_path: Path) -> None:
     with FakeHub({KEY: tiny_model_path.read_bytes()}) as server:
-        server.behaviour.throttle_s = 0.02  # slow enough to see the screen
+        server.behaviour.hold_at = 1 << 16  # the transfer waits there until the screen has been seen
         point_at(monkeypatch, server.url)
         app = first_run_app()
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, DownloadScreen))
             title = str(app.screen.query_one("#download-title", Label).render())
             assert title == "Downloading Bonsai 1.7B"
+            server.behaviour.release.set()
             await until(pilot, lambda: chat_is_open(app))
     assert hub.cached_path(hub.DEFAULT_MODEL).read_bytes() == tiny_model_path.read_bytes()
 
