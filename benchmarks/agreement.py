@@ -1,18 +1,20 @@
-"""How far the int8 decode path moves the logits: int8 vs exact (float32) decode, and both vs llama.cpp.
+"""How far the int8 paths move the logits: each int8 kernel path (decode GEMV and prefill GEMM, on
+AVX-512 VNNI and AVX2) against the exact (float32) path, and all against llama.cpp.
 
 Usage: python benchmarks/agreement.py MODEL.gguf [--tokens 64] [--llama-python /path/to/venv/bin/python]
 
-Both engines decode the same token sequence one token at a time (the chat prompt, then the exact
-engine's greedy reply), so their logits are compared position by position; the int8 engine's own
-greedy reply is also generated, to see where it first departs from the exact one. With
---llama-python (an environment where llama-cpp-python is installed) llama.cpp scores the same
-sequence too.
+Every engine scores the same token sequence (the chat prompt, then the exact engine's greedy
+reply): decoded one token at a time (GEMV), and as one prefill pass (GEMM). The narrower
+instruction sets run in subprocesses under BONSAI_TUI_CPU (Numba's target is fixed per process).
+The int8 engine's own greedy reply is also generated, to see where it first departs from the exact
+one. With --llama-python (an environment with llama-cpp-python) llama.cpp scores the sequence too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ import tempfile
 import numpy as np
 
 import engine
+from engine import simd
 
 PROMPT = [{"role": "user", "content": "Tell me three things about bonsai trees and how to water them."}]
 
@@ -70,28 +73,53 @@ def llama_logits(python: str, path: str, ids: list[int]) -> np.ndarray:
         return np.load(out)
 
 
+def int8_logits(path: str, ids: list[int]) -> dict[str, np.ndarray]:
+    """This process's int8 path: decode (one token at a time) and prefill (one pass) logits."""
+    model = engine.load(path)
+    if not model.int8_decode:
+        sys.exit("no int8 kernel on this CPU (or under this BONSAI_TUI_CPU): nothing to compare")
+    return {"decode": decode_logits(model, ids), "prefill": model.logits(ids)}
+
+
+def capped_int8_logits(cap: str, path: str, ids: list[int]) -> dict[str, np.ndarray]:
+    with tempfile.TemporaryDirectory() as tmp:
+        ids_file, out = f"{tmp}/ids.json", f"{tmp}/logits.npz"
+        with open(ids_file, "w") as f:
+            json.dump(ids, f)
+        env = {**os.environ, "BONSAI_TUI_CPU": cap}
+        subprocess.run([sys.executable, __file__, path, "--dump", ids_file, out], env=env, check=True)
+        return dict(np.load(out))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--llama-python")
+    parser.add_argument("--dump", nargs=2, metavar=("IDS_JSON", "OUT_NPZ"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dump:
+        with open(args.dump[0]) as f:
+            np.savez(args.dump[1], **int8_logits(args.model, json.load(f)))
+        return
     exact = engine.load(args.model, exact=True)
-    fast = engine.load(args.model)
-    if not fast.int8_decode:
-        sys.exit("this CPU has no int8 decode kernel (AVX-512 VNNI): nothing to compare")
     prompt = exact.template.render(PROMPT, add_generation_prompt=True)
     prompt_ids = exact.tokenize(prompt)
     reply = greedy(exact, prompt_ids, args.tokens)
     ids = prompt_ids + reply
-    exact_logits, fast_logits = decode_logits(exact, ids), decode_logits(fast, ids)
-    fast_reply = greedy(fast, prompt_ids, args.tokens)
+    exact_logits = decode_logits(exact, ids)
+    fast_reply = greedy(engine.load(args.model), prompt_ids, args.tokens)
     same = next((i for i, (a, b) in enumerate(zip(reply, fast_reply, strict=True)) if a != b), len(reply))
-    report = [compare("int8 vs exact", fast_logits, exact_logits)]
-    if args.llama_python:
-        reference = llama_logits(args.llama_python, args.model, ids)
-        report += [compare("exact vs llama.cpp", exact_logits, reference),
-                   compare("int8 vs llama.cpp", fast_logits, reference)]
+    paths = {simd.KERNEL: int8_logits(args.model, ids)}
+    if simd.KERNEL == "avx512":
+        paths["avx2"] = capped_int8_logits("avx2", args.model, ids)
+    reference = llama_logits(args.llama_python, args.model, ids) if args.llama_python else None
+    report = [compare("exact vs llama.cpp", exact_logits, reference)] if reference is not None else []
+    for isa, logits in paths.items():
+        for kind, values in logits.items():
+            report.append(compare(f"int8 {kind} {isa} vs exact", values, exact_logits))
+            if reference is not None:
+                report.append(compare(f"int8 {kind} {isa} vs llama.cpp", values, reference))
     print(json.dumps({"positions": len(ids), "greedy_tokens_identical": f"{same}/{len(reply)}", "pairs": report}, indent=1))
 
 
