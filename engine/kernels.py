@@ -144,13 +144,29 @@ def rmsnorm_rows(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray)
             out[t, i] = x[t, i] * scale * weight[i]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _silu_mul_row(gate: np.ndarray, up: np.ndarray) -> None:
+    one = np.float32(1.0)
+    for i in range(gate.shape[0]):
+        g = gate[i]
+        gate[i] = g / (one + math.exp(-g)) * up[i]  # float32 throughout (expf): half the time of float64
+
+
 @njit(cache=True, nogil=True)
-def silu_mul(gate: np.ndarray, up: np.ndarray) -> None:
-    """gate <- silu(gate) * up (SwiGLU), in place."""
+def _silu_mul_serial(gate: np.ndarray, up: np.ndarray) -> None:
     for t in range(gate.shape[0]):
-        for i in range(gate.shape[1]):
-            g = gate[t, i]
-            gate[t, i] = g / (1.0 + math.exp(-g)) * up[t, i]
+        _silu_mul_row(gate[t], up[t])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _silu_mul_parallel(gate: np.ndarray, up: np.ndarray) -> None:
+    for t in prange(gate.shape[0]):
+        _silu_mul_row(gate[t], up[t])
+
+
+def silu_mul(gate: np.ndarray, up: np.ndarray) -> None:
+    """gate <- silu(gate) * up (SwiGLU), in place; a batch of rows over every core."""
+    (_silu_mul_parallel if gate.shape[0] > 1 else _silu_mul_serial)(gate, up)
 
 
 # ---- rotary embedding ---------------------------------------------------------------------

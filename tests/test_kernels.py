@@ -21,7 +21,7 @@ from engine import simd
 from engine.cpu import CAPS
 
 PATHS_BELOW = {"avx512": ["avx2", "generic"], "avx2": ["generic"], "generic": []}[simd.KERNEL]
-# int8 prefill + decode vs the float64 reference on the tiny model: measured 0.06 max, argmax 100 %
+# int8 prefill + decode vs the float64 reference on the tiny model: measured 0.10 max, argmax 100 %
 INT8_LOGIT_ATOL = 0.25
 
 
