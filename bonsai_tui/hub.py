@@ -51,8 +51,8 @@ class ModelChoice:
 
 BONSAI_MODELS = (
     ModelChoice("prism-ml/Bonsai-1.7B-gguf", "Bonsai-1.7B-Q1_0.gguf", "Bonsai 1.7B", 248_302_272),
-    ModelChoice("prism-ml/Bonsai-4B-gguf", "Bonsai-4B-Q1_0.gguf", "Bonsai 4B", 580_000_000),
-    ModelChoice("prism-ml/Bonsai-8B-gguf", "Bonsai-8B-Q1_0.gguf", "Bonsai 8B", 1_160_000_000),
+    ModelChoice("prism-ml/Bonsai-4B-gguf", "Bonsai-4B-Q1_0.gguf", "Bonsai 4B", 572_270_624),
+    ModelChoice("prism-ml/Bonsai-8B-gguf", "Bonsai-8B-Q1_0.gguf", "Bonsai 8B", 1_158_654_496),
 )
 DEFAULT_MODEL = BONSAI_MODELS[0]
 # Ternary-Bonsai (Q2_0): no file name here (""): resolve() reads the repo's Q2_0 GGUF from the hub

@@ -7,16 +7,22 @@ what the hub lists (PrismML's own 128-weight layout before a "g64" conversion fo
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import quote
 
-import huggingface_hub
-from huggingface_hub import constants
+from huggingface_hub import constants, get_session, hf_raise_for_status
+from huggingface_hub.utils import build_hf_headers
 
 
 def list_files(repo: str) -> dict[str, int]:
-    """{path: bytes} of every file in the repository (one listing request; huggingface_hub's errors pass)."""
-    api = huggingface_hub.HfApi(endpoint=constants.ENDPOINT)  # read now: tests and HF_ENDPOINT move it
-    tree = api.list_repo_tree(repo, recursive=True)
-    return {entry.path: entry.size for entry in tree if isinstance(entry, huggingface_hub.hf_api.RepoFile)}
+    """{path: bytes} of the files in the repository: one request to the hub's tree API, through
+    huggingface_hub's session. (HfApi.list_repo_tree would retry for ~20 s with warnings on stderr,
+    which a TUI cannot show; a model repo's few files fit in the API's first page.)"""
+    url = f"{constants.ENDPOINT}/api/models/{quote(repo)}/tree/main"
+    response = get_session().get(
+        url, params={"recursive": "true"}, headers=build_hf_headers(), timeout=constants.HF_HUB_ETAG_TIMEOUT
+    )
+    hf_raise_for_status(response)
+    return {entry["path"]: int(entry["size"]) for entry in response.json() if entry.get("type") == "file"}
 
 
 def is_ternary_gguf(name: str) -> bool:

@@ -41,7 +41,7 @@ def test_resolve_reads_the_file_list_from_the_hub(ternary_hub: FakeHub) -> None:
     resolved = hub.resolve(TERNARY_4B)
     assert resolved == hub.ModelChoice(REPO, "Ternary-Bonsai-4B-Q2_0.gguf", "Ternary 4B", 250_000)
     listings = [path for _, path, _ in ternary_hub.behaviour.requests if "/tree/" in path]
-    assert listings == [f"/api/models/{REPO}/tree/main?recursive=true&expand=false"]
+    assert listings == [f"/api/models/{REPO}/tree/main?recursive=true"]
 
 
 def test_download_command_fetches_the_ternary_file(ternary_hub: FakeHub, capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,3 +93,11 @@ async def test_picker_shows_ternary_sizes_and_downloads(ternary_hub: FakeHub) ->
         app.screen.query_one(OptionList).highlighted = 5
         await pilot.press("enter")
     assert app.picked == [hub.TERNARY_MODELS[2]]  # not downloaded: the app resolves its file when it downloads
+
+
+def test_hub_down_while_listing_is_one_line(hf_cache: Path, monkeypatch) -> None:
+    from conftest import closed_port_url
+
+    point_at(monkeypatch, closed_port_url())
+    with pytest.raises(hub.HubUnreachable, match=r"^cannot reach the hub at http://127\.0\.0\.1:\d+ \(no network\?\)"):
+        hub.resolve(TERNARY_4B)

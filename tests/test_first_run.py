@@ -105,8 +105,8 @@ async def test_models_picker_shows_sizes_downloads_and_deletes(hf_cache: Path, m
         await pilot.pause()
         assert option_texts(app) == [
             "Bonsai 1.7B         2.0 MB   downloaded",
-            "Bonsai 4B           580 MB   to download",
-            "Bonsai 8B         1,160 MB   to download",
+            "Bonsai 4B           572 MB   to download",
+            "Bonsai 8B         1,159 MB   to download",
             "Ternary 1.7B        457 MB   to download",
             "Ternary 4B        1,070 MB   to download",
             "Ternary 8B        2,180 MB   to download",

@@ -212,7 +212,7 @@ def test_cli_models_lists_and_deletes(fake_hub: FakeHub, hf_cache: Path, capsys:
     assert cli.main(["models"]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert "  Bonsai 1.7B  prism-ml/Bonsai-1.7B-gguf/Bonsai-1.7B-Q1_0.gguf  [downloaded]" in listing
-    assert "  Bonsai 4B    prism-ml/Bonsai-4B-gguf/Bonsai-4B-Q1_0.gguf  [~580 MB]" in listing
+    assert "  Bonsai 4B    prism-ml/Bonsai-4B-gguf/Bonsai-4B-Q1_0.gguf  [~572 MB]" in listing
     assert f"  prism-ml/Bonsai-1.7B-gguf/Bonsai-1.7B-Q1_0.gguf  3.1 MB  {path}" in listing
     assert cli.main(["models", "--delete", "prism-ml/Bonsai-1.7B-gguf"]) == 0
     assert capsys.readouterr().out == "removed prism-ml/Bonsai-1.7B-gguf (3.1 MB)\n"

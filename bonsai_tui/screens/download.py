@@ -26,7 +26,7 @@ REFRESH_S = 0.1
 
 def file_text(choice: hub.ModelChoice) -> str:
     size = f" · about {choice.approx_bytes / 1e6:,.0f} MB" if choice.approx_bytes else ""
-    return f"{choice.repo} / {choice.filename}{size}"
+    return f"{choice.repo} / {choice.filename or 'its Q2_0 GGUF'}{size}"  # a ternary file's name: from the hub
 
 
 def transfer_text(p: hub.Progress) -> str:
