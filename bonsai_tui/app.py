@@ -7,7 +7,6 @@ in the palette (Ctrl+P). Styles live in assets/bonsai.tcss; colours come from Te
 from __future__ import annotations
 
 import json
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -29,10 +28,11 @@ from bonsai_tui.screens.chat_documents import ChatDocuments
 from bonsai_tui.screens.download import DownloadScreen
 from bonsai_tui.screens.loading import LoadedModel, LoadingScreen
 from bonsai_tui.screens.models import ModelsScreen
-from bonsai_tui.settings import config_dir, log_path
+from bonsai_tui.crash_log import log_crash
+from bonsai_tui.settings import config_dir
 from bonsai_tui.store import Store, StoreError
 from bonsai_tui.widgets.sidebar import ConversationSidebar
-from bonsai_tui.widgets.params_panel import MODEL_DEFAULT, GenerationSettings
+from bonsai_tui.generation_settings import MODEL_DEFAULT, GenerationSettings
 from engine.model import Model
 from engine.sampling import SamplingParams
 
@@ -98,10 +98,7 @@ class BonsaiApp(App[None]):
     def _handle_exception(self, error: Exception) -> None:
         """A bug still ends the app as in Textual, but the traceback goes to the log file and the
         user gets one line (printed by the chat command) instead of a wall of text."""
-        path = log_path()
-        with open(path, "a", encoding="utf-8") as log:
-            traceback.print_exception(error, file=log)
-        self.crash_message = f"unexpected error: {error} (details in {path})"
+        self.crash_message = f"unexpected error: {error} (details in {log_crash(error)})"
         super()._handle_exception(error)
         self._exit_renderables.clear()
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
 from collections.abc import Sequence
 
+from bonsai_tui.crash_log import log_crash
 from engine.allocator import keep_big_arrays_out_of_the_heap
 from engine.errors import EngineError
 
@@ -55,15 +55,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         module_name, help_text = SUBCOMMANDS[argv[0]]
         return build_parser(argv[0], module_name, help_text).parse_args(argv[1:])
     return build_parser(CHAT_COMMAND, "chat", "Chat with a Bonsai 1-bit model in your terminal.").parse_args(argv)
-
-
-def log_crash() -> str:
-    from bonsai_tui.settings import log_path
-
-    path = log_path()
-    with open(path, "a", encoding="utf-8") as log:
-        traceback.print_exc(file=log)
-    return str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bonsai_tui.store import STOPPED, Store, StoredMessage, reply_status
-from bonsai_tui.widgets.params_panel import GenerationSettings
+from bonsai_tui.generation_settings import GenerationSettings
 from engine.sampling import SamplingParams
 
 

@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 
 from bonsai_tui.app import BonsaiApp, ChatOptions
 from bonsai_tui.screens.chat import ChatScreen
-from bonsai_tui.widgets.params_panel import GenerationSettings
+from bonsai_tui.generation_settings import GenerationSettings
 from engine.sampling import SamplingParams
 
 PARAMS = SamplingParams(temperature=0.0, seed=0)

@@ -12,7 +12,7 @@ from bonsai_tui.commands.common import add_sampling_arguments, add_threads_argum
 from bonsai_tui.commands.download import add_model_choice_arguments, model_choice
 from bonsai_tui.demo import demo_model_path
 from bonsai_tui.documents.retrieve import DEFAULT_BUDGET_FRACTION
-from bonsai_tui.widgets.params_panel import CUSTOM, MODEL_DEFAULT
+from bonsai_tui.generation_settings import CUSTOM, MODEL_DEFAULT
 from engine.sampling import SamplingParams
 
 

@@ -27,7 +27,8 @@ from bonsai_tui.screens.context_full import ContextChoice, ContextFullScreen
 from bonsai_tui.screens.help import HelpScreen
 from bonsai_tui.widgets.attachments import AttachmentBar
 from bonsai_tui.widgets.chat_message import ChatMessage
-from bonsai_tui.widgets.params_panel import MODEL_DEFAULT, GenerationSettings, ParamsPanel
+from bonsai_tui.generation_settings import MODEL_DEFAULT, GenerationSettings
+from bonsai_tui.widgets.params_panel import ParamsPanel
 from bonsai_tui.widgets.prompt_input import PromptInput
 from bonsai_tui.widgets.status_bar import ModelSummary, StatusBar
 from engine.errors import ContextFullError

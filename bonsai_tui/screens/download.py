@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar
 
 from bonsai_tui import hub
-from bonsai_tui.cli import log_crash
+from bonsai_tui.crash_log import log_crash
 
 # the worker may see hundreds of chunks a second: it only records the latest, which a timer shows
 REFRESH_S = 0.1

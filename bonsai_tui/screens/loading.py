@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar
 
 import engine
-from bonsai_tui.cli import log_crash
+from bonsai_tui.crash_log import log_crash
 from bonsai_tui.widgets.prompt_input import PromptInput
 from engine.errors import EngineError
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from textual import on
@@ -12,28 +12,10 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Static, TextArea
 
+from bonsai_tui.generation_settings import CUSTOM, MODEL_DEFAULT, GenerationSettings
 from engine.sampling import PRESETS, SamplingParams
 
-MODEL_DEFAULT = "Model default"
-CUSTOM = "Custom"
 MAX_TOKENS_LIMIT = 32768
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """What the next reply is generated with; saved per conversation."""
-
-    params: SamplingParams
-    max_tokens: int = 512
-    system_prompt: str = ""
-    preset: str = MODEL_DEFAULT  # a PRESETS name, MODEL_DEFAULT, or CUSTOM after an edit
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "params": asdict(self.params)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GenerationSettings":
-        return cls(**{**data, "params": SamplingParams(**data["params"])})
 
 
 @dataclass(frozen=True)
