@@ -15,7 +15,7 @@ from textual.dom import DOMNode
 from textual.message import Message
 from textual.worker import Worker, get_current_worker
 
-from bonsai_tui.cli import log_crash
+from bonsai_tui.crash_log import log_crash
 from engine.errors import EngineError
 from engine.session import ChatSession, DoneEvent, TokenEvent
 
@@ -66,7 +66,7 @@ class ReplyGenerator:
         if self.busy:
             raise RuntimeError("a reply is already being generated")
         self.busy = True
-        self._stop.clear()
+        self._stop = threading.Event()  # this reply's own: a stop pressed before the engine starts counts
         conversation = [dict(m) for m in messages]
         self.worker = self.owner.run_worker(
             lambda: self._run(conversation, max_tokens, enable_thinking),
@@ -78,29 +78,25 @@ class ReplyGenerator:
         return self.worker
 
     def stop(self) -> None:
-        """Ask the running reply to stop; it does so before its next token."""
+        """Ask the running reply to stop: before its next token, or between two prefill slices."""
         self._stop.set()
-        self.session.cancel()
 
     def settle(self) -> None:
         self.busy = False
-
-    def _stop_requested(self, worker: Worker) -> bool:
-        return self._stop.is_set() or worker.is_cancelled
 
     def _post_tokens(self, pieces: list[str], decode_tok_s: float) -> None:
         self.owner.post_message(ReplyTokens("".join(pieces), decode_tok_s, len(self.session.cached_ids)))
 
     def _run(self, messages: list[dict[str, str]], max_tokens: int, enable_thinking: bool) -> None:
         worker = get_current_worker()
+        stop = self._stop
         try:
-            events = self.session.chat(messages, max_tokens, enable_thinking=enable_thinking)
+            events = self.session.chat(messages, max_tokens, enable_thinking=enable_thinking, stop=stop)
             pending: list[str] = []
             last_flush = time.monotonic()
             for event in events:
-                if self._stop_requested(worker):
-                    # a stop may come before chat() cleared the session's flag: repeat it
-                    self.session.cancel()
+                if worker.is_cancelled:
+                    stop.set()
                 if isinstance(event, TokenEvent):
                     pending.append(event.text)
                     now = time.monotonic()

@@ -11,7 +11,7 @@ recomputing; attention.py reads it.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -151,29 +151,44 @@ class Model:
         return KVCache.for_config(self.config, n_ctx)
 
     def forward(
-        self, tokens: Sequence[int], cache: KVCache, start_pos: int, all_logits: bool = False
-    ) -> np.ndarray:
+        self,
+        tokens: Sequence[int],
+        cache: KVCache,
+        start_pos: int,
+        all_logits: bool = False,
+        stopped: Callable[[], bool] | None = None,
+    ) -> np.ndarray | None:
         """Run tokens at positions start_pos.. and store their keys/values in the cache.
 
         Returns the last token's logits [n_vocab], or every token's [T, n_vocab] if all_logits.
+        `stopped` is asked before each layer; when it says yes, returns None at once (the cache
+        then holds these positions for some layers only: the caller must not count them cached).
         """
         if self.closed:
             raise RuntimeError(f"the model {self.path.name} is closed")
         with blas.single_threaded() if len(tokens) > 1 else nullcontext():  # see blas.py
-            return self._forward(tokens, cache, start_pos, all_logits)
+            return self._forward(tokens, cache, start_pos, all_logits, stopped)
 
-    def _forward(self, tokens: Sequence[int], cache: KVCache, start_pos: int, all_logits: bool) -> np.ndarray:
+    def _forward(
+        self, tokens: Sequence[int], cache: KVCache, start_pos: int, all_logits: bool, stopped: Callable[[], bool] | None
+    ) -> np.ndarray | None:
         numba.set_num_threads(self.threads)  # per calling thread in Numba
         ids = np.asarray(tokens, dtype=np.int64)
         if start_pos + len(ids) > cache.n_ctx:
             raise ValueError(f"positions up to {start_pos + len(ids)} do not fit a context of {cache.n_ctx}")
         if len(ids) > PREFILL_CHUNK:
             chunks = range(0, len(ids), PREFILL_CHUNK)
-            logits = [self._forward(ids[i : i + PREFILL_CHUNK], cache, start_pos + i, all_logits) for i in chunks]
+            logits = []
+            for i in chunks:
+                logits.append(self._forward(ids[i : i + PREFILL_CHUNK], cache, start_pos + i, all_logits, stopped))
+                if logits[-1] is None:
+                    return None
             return np.concatenate(logits) if all_logits else logits[-1]
         x = self.token_embd.rows_as_float(ids)
         rotation = kernels.rope_table(self.rope_frequencies, start_pos, len(ids), self.config.yarn_attn_factor)
         for layer, block in enumerate(self.blocks):
+            if stopped is not None and stopped():
+                return None
             x += self._attention(block, layer, x, cache, start_pos, rotation)
             x += self._feed_forward(block, x)
         hidden = x if all_logits else x[-1:]

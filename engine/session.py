@@ -1,15 +1,22 @@
 """ChatSession: a conversation's KV cache kept across turns, and generation as a stream of events.
 
-One turn: render the whole conversation with the chat template -> tokenize -> keep the longest
-prefix already in the KV cache -> prefill the rest in one batch -> decode token by token, sampling
+One turn: build the prompt's token ids -> keep the longest prefix already in the KV cache ->
+prefill the rest (a stop is checked before every layer) -> decode token by token, sampling
 each, until a stop token, the token budget, a cancel, or a full context.
+
+The prompt of a turn that continues the conversation is the model's own context: the exact ids
+of the previous prompt and of the reply it generated, then the new messages rendered by the
+template (see `ChatSession.prompt_ids`). Rendering the whole conversation again would not give
+those ids back: Qwen3's template drops a past reply's `<think>` block, and re-tokenizing a reply's
+text need not give the ids that were sampled, so the cached prefix would end at the previous
+assistant header and every turn would prefill the whole previous reply again.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Union
@@ -52,7 +59,7 @@ class GenerationStats:
     generated_tokens: int
     prefill_s: float
     decode_s: float
-    ttft_s: float  # from the call to the first token's text
+    ttft_s: float  # from the start of the prefill (the prompt already tokenized) to the first token
 
     @property
     def prefilled_tokens(self) -> int:
@@ -104,6 +111,26 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+PREFILL_SLICE = 512  # prompt tokens per prefill step: what is done is kept when a stop comes
+REPLY_SENTINEL = "\x00bonsai-reply\x00"  # stands for a reply's text when rendering what follows it
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """One generated reply and the exact ids the model saw: the continuation of a conversation
+    that starts with `messages + [reply]` starts with `prompt_ids + reply_ids`."""
+
+    messages: tuple[Message, ...]  # the prompt's messages
+    enable_thinking: bool
+    prompt_ids: tuple[int, ...]
+    reply: Message  # {"role": "assistant", "content": the reply's text}
+    reply_ids: tuple[int, ...]
+
+
+def _starts_with(sequence: Sequence, prefix: Sequence) -> bool:
+    return len(sequence) >= len(prefix) and list(sequence[: len(prefix)]) == list(prefix)
+
+
 @dataclass
 class ChatSession:
     """Holds one conversation's KV cache. Use from one thread at a time; `cancel()` from any."""
@@ -121,12 +148,44 @@ class ChatSession:
         self.n_ctx = min(self.n_ctx, self.model.config.context_length)
         self.cache = self.model.new_cache(self.n_ctx)
         self._cancel = threading.Event()
+        self._turns: list[_Turn] = []  # the replies whose ids the cache holds, oldest first
 
     # ---- prompts ------------------------------------------------------------------------
 
     def render(self, messages: Sequence[Message], enable_thinking: bool = False) -> list[int]:
+        """The canonical prompt: the whole conversation rendered by the template, tokenized."""
         text = self.model.template.render(messages, add_generation_prompt=True, enable_thinking=enable_thinking)
         return self.model.tokenize(text)
+
+    def prompt_ids(self, messages: Sequence[Message], enable_thinking: bool = False) -> list[int]:
+        """The ids to send for `messages`: the model's own context where this session generated
+        the earlier replies, else the canonical rendering.
+
+        - `messages` extends a conversation this session answered (its prompt, then the reply's
+          exact text, then new messages): that turn's prompt ids and reply ids, then the template's
+          rendering of what follows the reply (its end-of-turn glue and the new messages).
+        - `messages` is a prompt this session answered before (a regenerate): the same ids.
+        - anything else (an edit further back, a reopened or trimmed conversation): `render`.
+        """
+        messages = [dict(m) for m in messages]
+        for turn in reversed(self._turns):
+            if turn.enable_thinking == enable_thinking and messages == list(turn.messages):
+                return list(turn.prompt_ids)
+            answered = [*turn.messages, turn.reply]
+            if len(messages) > len(answered) and messages[: len(answered)] == answered:
+                tail = self._text_after_reply(messages, len(answered) - 1, enable_thinking)
+                if tail is not None:
+                    return [*turn.prompt_ids, *turn.reply_ids, *self.model.tokenize(tail)]
+        return self.render(messages, enable_thinking)
+
+    def _text_after_reply(self, messages: list[Message], reply_index: int, enable_thinking: bool) -> str | None:
+        """What the template renders after the reply at `reply_index`, or None if it does not
+        render the reply's text once and verbatim (then the session falls back to `render`)."""
+        marked = [*messages[:reply_index], {**messages[reply_index], "content": REPLY_SENTINEL}, *messages[reply_index + 1 :]]
+        text = self.model.template.render(marked, add_generation_prompt=True, enable_thinking=enable_thinking)
+        if text.count(REPLY_SENTINEL) != 1:
+            return None
+        return text.split(REPLY_SENTINEL)[1]
 
     def fit_messages(
         self, messages: Sequence[Message], reserve: int, enable_thinking: bool = False
@@ -135,7 +194,7 @@ class ChatSession:
         plus `reserve` new tokens fit. Raises ContextFullError if even that is not enough."""
         kept = list(messages)
         while True:
-            needed = len(self.render(kept, enable_thinking)) + reserve
+            needed = len(self.prompt_ids(kept, enable_thinking)) + reserve
             if needed <= self.n_ctx:
                 return kept
             first = 1 if kept and kept[0]["role"] == "system" else 0
@@ -143,11 +202,10 @@ class ChatSession:
                 raise ContextFullError(needed, self.n_ctx)
             del kept[first]
 
-    def reset(self) -> None:
-        self.cached_ids = []
-
     def cancel(self) -> None:
-        """Ask the running generation to stop; it does so before the next token."""
+        """Stop the generation that was asked for last (by `chat` or `generate`): before its
+        next token, or between two prefill slices. A cancel made after that call but before its
+        first event still counts; one made when nothing was asked for is ignored by the next."""
         self._cancel.set()
 
     # ---- generation ---------------------------------------------------------------------
@@ -158,19 +216,32 @@ class ChatSession:
         max_tokens: int = 512,
         enable_thinking: bool = False,
         constraint: "Constraint | None" = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> Iterator[Event]:
         """Generate the assistant's next reply to `messages`. Raises ContextFullError up front if
         the prompt leaves no room (use `fit_messages` to drop old turns). With a `constraint`
-        (engine.constraints) the reply follows its grammar; a thinking block stays free."""
-        prompt = self.render(messages, enable_thinking)
+        (engine.constraints) the reply follows its grammar; a thinking block stays free.
+
+        `stop`: the caller's own stop signal, checked like `cancel()`. A caller that starts the
+        generation on another thread should make one per reply and set it, so a stop that comes
+        before this call is not lost."""
+        prompt = self.prompt_ids(messages, enable_thinking)
         if len(prompt) >= self.n_ctx:
             raise ContextFullError(len(prompt) + 1, self.n_ctx)
         if constraint is not None:
             constraint = constraint.with_thinking(enable_thinking)
-        return self.generate(prompt, max_tokens, constraint)
+        answered = (tuple(dict(m) for m in messages), enable_thinking)
+        return self.generate(prompt, max_tokens, constraint, stop=stop, _answered=answered)
 
     def generate(
-        self, prompt_ids: Sequence[int], max_tokens: int = 512, constraint: "Constraint | None" = None
+        self,
+        prompt_ids: Sequence[int],
+        max_tokens: int = 512,
+        constraint: "Constraint | None" = None,
+        *,
+        stop: threading.Event | None = None,
+        _answered: tuple[tuple[Message, ...], bool] | None = None,
     ) -> Iterator[Event]:
         """Continue from raw token ids (no template), reusing the cached prefix."""
         prompt = [int(t) for t in prompt_ids]
@@ -178,9 +249,10 @@ class ChatSession:
             raise ValueError("the prompt is empty")
         if len(prompt) >= self.n_ctx:
             raise ContextFullError(len(prompt) + 1, self.n_ctx)
-        self._cancel.clear()
+        self._cancel.clear()  # a cancel from here on stops this generation
+        stop_signals = [self._cancel] if stop is None else [self._cancel, stop]
         matcher = constraint.start() if constraint is not None else None  # compile errors raise here
-        return self._generate(prompt, max_tokens, matcher)
+        return self._generate(prompt, max_tokens, lambda: any(s.is_set() for s in stop_signals), _answered, matcher)
 
     @staticmethod
     def _recent(prompt: list[int], generated: list[int], window: int) -> np.ndarray:
@@ -192,14 +264,41 @@ class ChatSession:
             tail = prompt[max(0, len(prompt) - (window - len(tail))) :] + tail
         return np.asarray(tail, dtype=np.int64)
 
-    def _generate(self, prompt: list[int], max_tokens: int, matcher: "ConstraintMatcher | None" = None) -> Iterator[Event]:
+    def _prefill(self, prompt: list[int], start: int, stopped: Callable[[], bool]) -> np.ndarray | None:
+        """Run prompt[start:] into the cache, slice by slice. The model checks `stopped` before
+        each layer (a 512-token slice takes ~0.35 s a layer on 2 cores), so a stop lands within a
+        layer while the prompt keeps the speed of long passes. Returns the last token's logits,
+        or None if stopped; the slices done before the stop stay cached."""
+        logits = None
+        for pos in range(start, len(prompt), PREFILL_SLICE):
+            piece = prompt[pos : pos + PREFILL_SLICE]
+            logits = self.model.forward(piece, self.cache, pos, stopped=stopped)
+            if logits is None:
+                return None
+            self.cached_ids = prompt[: pos + len(piece)]
+        return logits
+
+    def _remember(self, answered: tuple[tuple[Message, ...], bool], prompt: list[int], text: str, generated: list[int]) -> None:
+        """Keep this reply's ids for the turns that continue it, and the earlier turns it continues."""
+        messages, enable_thinking = answered
+        self._turns = [t for t in self._turns if _starts_with(prompt, t.prompt_ids + t.reply_ids)]
+        reply = {"role": "assistant", "content": text}
+        self._turns.append(_Turn(messages, enable_thinking, tuple(prompt), reply, tuple(generated)))
+
+    def _generate(
+        self,
+        prompt: list[int],
+        max_tokens: int,
+        stopped: Callable[[], bool],
+        answered: tuple[tuple[Message, ...], bool] | None,
+        matcher: "ConstraintMatcher | None" = None,
+    ) -> Iterator[Event]:
         model = self.model
         start = time.perf_counter()
         # keep at least one prompt token to run, so there are fresh logits to sample from
         reused = min(common_prefix_length(self.cached_ids, prompt), len(prompt) - 1)
         self.cached_ids = prompt[:reused]
-        logits = model.forward(prompt[reused:], self.cache, reused)
-        self.cached_ids = list(prompt)
+        logits = self._prefill(prompt, reused, stopped)
         prefill_s = time.perf_counter() - start
 
         rng = np.random.default_rng(self.params.seed)
@@ -210,7 +309,7 @@ class ChatSession:
         decode_start = time.perf_counter()
         reason = StopReason.MAX_TOKENS
         while len(generated) < max_tokens:
-            if self._cancel.is_set():
+            if logits is None or stopped():
                 reason = StopReason.CANCELLED
                 break
             params = self.params  # re-read every token: the app may change it mid-reply
@@ -241,7 +340,7 @@ class ChatSession:
             if len(self.cached_ids) >= self.n_ctx:
                 reason = StopReason.CONTEXT_FULL
                 break
-            if self._cancel.is_set():
+            if stopped():
                 reason = StopReason.CANCELLED
                 break
             logits = model.forward([token], self.cache, len(self.cached_ids))
@@ -256,5 +355,8 @@ class ChatSession:
             decode_s=decode_s,
             ttft_s=ttft,
         )
+        text = "".join(pieces)
+        if answered is not None and logits is not None:
+            self._remember(answered, prompt, text, generated)
         incomplete = matcher is not None and not matcher.complete
-        yield DoneEvent(reason, "".join(pieces), prompt, generated, stats, incomplete)
+        yield DoneEvent(reason, text, prompt, generated, stats, incomplete)

@@ -23,7 +23,8 @@ from bonsai_tui.screens.help import HelpScreen
 from bonsai_tui.screens.loading import LoadingScreen
 from bonsai_tui.settings import log_path
 from bonsai_tui.widgets.chat_message import ChatMessage, split_thinking
-from bonsai_tui.widgets.params_panel import CUSTOM, ParamsPanel
+from bonsai_tui.generation_settings import CUSTOM
+from bonsai_tui.widgets.params_panel import ParamsPanel
 from engine.sampling import PRESETS, SamplingParams
 from engine.session import StopReason
 
@@ -119,23 +120,27 @@ def panel(screen: ChatScreen) -> ParamsPanel:
 # ---- conversation ---------------------------------------------------------------------------
 
 
-async def test_two_turns_reuse_the_kv_prefix(tiny_model_path: Path) -> None:
+async def test_second_and_third_turns_reuse_the_earlier_replies_from_the_cache(tiny_model_path: Path) -> None:
     app = make_app(tiny_model_path)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_chat(pilot)
         first = await send(pilot, screen, "hello")
         second = await send(pilot, screen, "and again")
+        third = await send(pilot, screen, "once more")
         roles = [m.role for m in screen.chat_messages]
-        assert roles == ["user", "assistant", "user", "assistant"]
+        assert roles == ["user", "assistant"] * 3
         assert screen.chat_messages[2].content == "and again"
-        assert first.content and second.content
-        assert first.stats is not None and second.stats is not None
-        assert first.stats.generated_tokens == 12 and second.stats.generated_tokens == 12
+        stats = [first.stats, second.stats, third.stats]
+        assert all(s is not None and s.generated_tokens == 12 for s in stats)
         assert first.stats.cached_tokens == 0
-        # the second prompt starts with the first turn; Qwen3's template renders a past reply
-        # without the empty <think></think> of the generation prompt, so reuse stops there
-        assert 0 < second.stats.cached_tokens < first.stats.prompt_tokens < second.stats.prompt_tokens
-        assert "12 tokens" in str(second.query_one(".message-stats", Static).render())
+        # each turn reuses the previous prompt and reply (all but the reply's last token, which
+        # the token budget stopped before it was run) and prefills only the new message and glue
+        glue = len(screen.model.tokenize("<|im_end|>\n<|im_start|>user\nand again<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"))
+        assert second.stats.cached_tokens == first.stats.prompt_tokens + 11
+        assert second.stats.prompt_tokens == first.stats.prompt_tokens + 12 + glue
+        assert third.stats.cached_tokens == second.stats.prompt_tokens + 11
+        line = str(third.query_one(".message-stats", Static).render())
+        assert line.startswith(f"12 tokens · ") and f"prompt {third.stats.prompt_tokens} ({third.stats.cached_tokens} cached)" in line
 
 
 async def test_status_bar_shows_speed_after_a_reply(tiny_model_path: Path) -> None:
