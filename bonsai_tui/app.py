@@ -14,6 +14,7 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -50,6 +51,7 @@ BONSAI_THEME = Theme(
     dark=True,
 )
 DEFAULT_THEME = "bonsai"
+SWITCH_NOTICE = "Bonsai is still replying: press Esc to stop it, then switch models."
 
 
 def theme_file() -> Path:
@@ -79,6 +81,15 @@ class ChatOptions:
         )
 
 
+class HistorySaved(Message):
+    """A save of the conversation finished (on the history's thread): refresh the list, or say why not."""
+
+    def __init__(self, conversation_id: int | None, error: StoreError | None) -> None:
+        super().__init__()
+        self.conversation_id = conversation_id
+        self.error = error
+
+
 class BonsaiApp(App[None]):
     TITLE = "bonsai-tui"
     CSS_PATH = [str(resources.files("bonsai_tui.assets") / name) for name in ("bonsai.tcss", "sidebar.tcss")]
@@ -102,29 +113,40 @@ class BonsaiApp(App[None]):
         super()._handle_exception(error)
         self._exit_renderables.clear()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         if self.options.model_path is None:
             self.push_screen(DownloadScreen(self.options.model_choice, demo_model_path), self._open_model)
         else:
-            self._open_model(self.options.model_path)
+            await self._open_model(self.options.model_path)
 
-    def _open_model(self, path: Path | None) -> None:
+    def _replying_chat(self) -> ChatScreen | None:
+        return next((s for s in self.screen_stack if isinstance(s, ChatScreen) and s.generator.busy), None)
+
+    async def _open_model(self, path: Path | None) -> None:
         if path is None:
             return
+        chat = self._replying_chat()
+        if chat is not None:
+            # a download ended while a reply streams: the old model's forward must end before the
+            # new one warms up (two threads in Numba's parallel kernels at once is not allowed)
+            await chat.generator.finish()
         while len(self.screen_stack) > 1:  # switching models: the old chat (and its model) goes
             self.pop_screen()
         self.push_screen(LoadingScreen(path, self.options.threads), self._model_loaded)
 
     def action_models(self) -> None:
+        if self._replying_chat() is not None:
+            self.notify(SWITCH_NOTICE, severity="warning")
+            return
         self.push_screen(ModelsScreen(), self._model_chosen)
 
-    def _model_chosen(self, choice: hub.ModelChoice | None) -> None:
+    async def _model_chosen(self, choice: hub.ModelChoice | None) -> None:
         if choice is None:
             return
         path = hub.cached_path(choice)
         if path is not None:
             hub.remember_choice(choice)
-            self._open_model(path)
+            await self._open_model(path)
         else:
             self.push_screen(DownloadScreen(choice, demo_model_path), self._open_model)
 
@@ -132,6 +154,8 @@ class BonsaiApp(App[None]):
         if loaded is None:
             return
         settings = self.options.settings_for(loaded.model)
+        if self.history is not None:
+            self.history.close()
         self.history = self._open_history(str(loaded.model.path))
         sidebar = None
         if self.history is not None:
@@ -187,17 +211,26 @@ class BonsaiApp(App[None]):
             self.screen.prompt.focus()
 
     def on_chat_screen_conversation_changed(self, event: ChatScreen.ConversationChanged) -> None:
-        if self.history is None:
-            return
-        try:
-            self.history.save(event.messages, event.settings)
-        except StoreError as error:
-            self.notify(str(error), title="Not saved", severity="error")
+        if self.history is not None:
+            self.history.save_later(event.messages, event.settings, self._saved)
+
+    def _saved(self, conversation_id: int | None, error: StoreError | None) -> None:
+        """On the history's saver thread: hand the outcome to the UI thread."""
+        self.post_message(HistorySaved(conversation_id, error))
+
+    def on_history_saved(self, event: HistorySaved) -> None:
+        if event.error is not None:
+            self.notify(str(event.error), title="Not saved", severity="error")
             return
         sidebar = self._sidebar()
         if sidebar is not None:
             sidebar.reload()
-            sidebar.active_id = self.history.conversation_id
+            if self.history is not None and event.conversation_id == self.history.conversation_id:
+                sidebar.active_id = event.conversation_id
+
+    def on_unmount(self) -> None:
+        if self.history is not None:
+            self.history.close()  # the last turn is written before the process ends
 
     async def on_conversation_sidebar_selected(self, event: ConversationSidebar.Selected) -> None:
         chat = self.screen
@@ -223,7 +256,7 @@ class BonsaiApp(App[None]):
 
     async def on_conversation_sidebar_deleted(self, event: ConversationSidebar.Deleted) -> None:
         if self.history is not None and self.history.conversation_id == event.conversation_id:
-            self.history.conversation_id = None
+            self.history.forget_current()
             if isinstance(self.screen, ChatScreen) and not self.screen.generator.busy:
                 await self.screen.action_new_chat()
 

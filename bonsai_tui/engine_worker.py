@@ -7,13 +7,14 @@ flooding the UI with one Markdown update per token.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
 
 from textual.dom import DOMNode
 from textual.message import Message
-from textual.worker import Worker, get_current_worker
+from textual.worker import Worker, WorkerError, get_current_worker
 
 from bonsai_tui.crash_log import log_crash
 from engine.errors import EngineError
@@ -80,6 +81,13 @@ class ReplyGenerator:
     def stop(self) -> None:
         """Ask the running reply to stop: before its next token, or between two prefill slices."""
         self._stop.set()
+
+    async def finish(self) -> None:
+        """Stop the running reply and wait until the engine thread has left the model."""
+        self.stop()
+        if self.worker is not None:
+            with contextlib.suppress(WorkerError):  # it ended one way or another: that is all we wait for
+                await self.worker.wait()
 
     def settle(self) -> None:
         self.busy = False

@@ -554,6 +554,27 @@ class Store:
             )
             self._update_conversation(connection, conversation_id)
 
+    def replace_tail(
+        self,
+        conversation_id: int,
+        keep: int,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        system_prompt: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        preset: str | None = None,
+    ) -> None:
+        """In one transaction: keep the first `keep` messages, append `messages` (dicts as
+        add_message takes), and set what the next replies are generated with (None: unchanged)."""
+        changes = {"system_prompt": system_prompt, "preset": preset}
+        if params is not None:
+            changes["params_json"] = json.dumps(dict(params))
+        with self._writing() as connection:
+            connection.execute("DELETE FROM messages WHERE conversation_id = ? AND position >= ?", (conversation_id, keep))
+            for message in messages:
+                self._insert_message(connection, conversation_id, **message)
+            self._update_conversation(connection, conversation_id, **{k: v for k, v in changes.items() if v is not None})
+
     def _insert_message(
         self,
         connection: sqlite3.Connection,

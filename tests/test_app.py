@@ -13,6 +13,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+import bonsai_tui.screens.loading
 import engine.session
 from bonsai_tui.app import BonsaiApp, ChatOptions
 from bonsai_tui.cli import parse
@@ -23,6 +24,7 @@ from bonsai_tui.screens.help import HelpScreen
 from bonsai_tui.screens.loading import LoadingScreen
 from bonsai_tui.settings import log_path
 from bonsai_tui.widgets.chat_message import ChatMessage, split_thinking
+from bonsai_tui.widgets.prompt_input import PromptInput
 from bonsai_tui.generation_settings import CUSTOM
 from bonsai_tui.widgets.params_panel import ParamsPanel
 from engine.sampling import PRESETS, SamplingParams
@@ -385,14 +387,46 @@ async def test_new_chat_clears_the_conversation(tiny_model_path: Path) -> None:
         assert screen.query_one("#welcome").display
 
 
-async def test_text_typed_while_loading_is_kept(tiny_model_path: Path) -> None:
+@pytest.fixture
+def held_loading(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """The model load waits until the returned event is set, so a test can type while loading."""
+    gate = threading.Event()
+    real_load = bonsai_tui.screens.loading.engine.load
+
+    def held_load(*args, **kwargs):
+        gate.wait(timeout=30)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(bonsai_tui.screens.loading.engine, "load", held_load)
+    yield gate
+    gate.set()
+
+
+async def type_while_loading(pilot: Pilot, keys: list[str], gate: threading.Event) -> ChatScreen:
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, LoadingScreen))
+    loading = pilot.app.screen
+    await wait_for(pilot, lambda: loading.query_one(PromptInput).has_focus)
+    await pilot.press(*keys)
+    assert isinstance(pilot.app.screen, LoadingScreen)  # still loading: the keys went to its box
+    gate.set()
+    return await open_chat(pilot)
+
+
+async def test_text_typed_while_loading_is_kept(tiny_model_path: Path, held_loading: threading.Event) -> None:
     app = make_app(tiny_model_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, (LoadingScreen, ChatScreen)))
-        if isinstance(app.screen, LoadingScreen):
-            await pilot.press(*"early")
-        screen = await open_chat(pilot)
-        assert screen.prompt.text in ("early", "")
+        screen = await type_while_loading(pilot, list("early"), held_loading)
+        assert screen.prompt.text == "early" and screen.chat_messages == []
+
+
+async def test_enter_while_loading_sends_the_message_once_ready(tiny_model_path: Path, held_loading: threading.Event) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await type_while_loading(pilot, [*"early", "enter"], held_loading)
+        await wait_for(pilot, lambda: len(screen.chat_messages) == 2 and not screen.generator.busy)
+        assert [(m.role, m.content) for m in screen.chat_messages][0] == ("user", "early")
+        assert screen.chat_messages[1].stats.generated_tokens == 12
+        assert screen.prompt.text == ""
 
 
 async def test_a_broken_model_file_shows_a_message(tmp_path: Path) -> None:

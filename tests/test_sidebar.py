@@ -14,14 +14,16 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
 
 from bonsai_tui.screens.confirm import ConfirmScreen
+from bonsai_tui.screens.history_dialogs import HistoryDialogs
 from bonsai_tui.screens.rename import RenameScreen
 from bonsai_tui.store import Store
 from bonsai_tui.widgets.sidebar import ConversationSidebar, short_date
+from conftest import until
 
 pytestmark = pytest.mark.anyio
 
 
-class SidebarApp(App[None]):
+class SidebarApp(HistoryDialogs, App[None]):
     """Just the sidebar, recording the messages it posts."""
 
     CSS_PATH = str(resources.files("bonsai_tui.assets") / "sidebar.tcss")
@@ -64,7 +66,15 @@ def titles(app: SidebarApp) -> list[str]:
     return [text.splitlines()[0] for text in shown(app)]
 
 
+async def listed(pilot: Pilot) -> None:
+    """Wait for the sidebar to show the store (it reads it on a worker, searches debounced)."""
+    await pilot.pause()
+    await until(pilot, lambda: pilot.app.sidebar.up_to_date)
+    await pilot.pause()
+
+
 async def focus_list(pilot: Pilot) -> None:
+    await listed(pilot)
     pilot.app.sidebar.option_list.focus()
     await pilot.pause()
 
@@ -72,7 +82,7 @@ async def focus_list(pilot: Pilot) -> None:
 async def test_lists_newest_first_with_date_and_size(store: Store) -> None:
     app = SidebarApp(store)
     async with app.run_test() as pilot:
-        await pilot.pause()
+        await listed(pilot)
         today = short_date(store.list_conversations()[0].updated)
         assert shown(app) == [
             f"Newest about Python\n{today} · 0 messages",
@@ -115,7 +125,7 @@ async def test_the_list_follows_the_store_and_keeps_the_cursor(store: Store) -> 
         oldest = store.list_conversations()[2].id
         store.add_message(oldest, "user", "back again")  # the screen saved a turn, then reloads
         app.sidebar.reload()
-        await pilot.pause()
+        await listed(pilot)
         assert titles(app) == ["Oldest", "Newest about Python", "Middle"]
         assert app.sidebar.highlighted.title == "Middle"
 
@@ -136,7 +146,7 @@ async def test_rename_asks_for_a_title_and_saves_it(store: Store) -> None:
         await pilot.press("r")
         await pilot.pause()
         await pilot.press(*"Jam recipes", "enter")  # the old title is selected, so typing replaces it
-        await pilot.pause()
+        await listed(pilot)
         assert store.load_conversation(middle).title == "Jam recipes"
         assert titles(app) == ["Jam recipes", "Newest about Python", "Oldest"]  # renaming counts as an update
         assert [(type(m), m.conversation_id, m.title) for m in app.posted] == [
@@ -162,7 +172,7 @@ async def test_delete_asks_first_and_cancel_keeps_everything(store: Store) -> No
         await pilot.press("delete")
         await pilot.pause()
         await pilot.click("#confirm-yes")
-        await pilot.pause()
+        await listed(pilot)
         assert [c.title for c in store.list_conversations()] == ["Middle", "Oldest"]
         assert titles(app) == ["Middle", "Oldest"]
         assert [(type(m), m.conversation_id) for m in app.posted] == [(ConversationSidebar.Deleted, newest)]
@@ -186,18 +196,18 @@ async def test_search_filters_by_title_and_message_text(store: Store) -> None:
     async with app.run_test() as pilot:
         await focus_list(pilot)
         await pilot.press("slash", *"pyth")
-        await pilot.pause()
+        await listed(pilot)
         assert app.focused is app.query_one("#sidebar-search")
         assert titles(app) == ["Newest about Python"]
         await pilot.press(*["backspace"] * 4, *"marmal")
-        await pilot.pause()
+        await listed(pilot)
         assert titles(app) == ["Oldest"]  # found in a message
         await pilot.press("z")
-        await pilot.pause()
+        await listed(pilot)
         assert titles(app) == []
         assert str(app.query_one("#sidebar-empty", Static).render()) == "No matches."
         await pilot.press(*["backspace"] * 7, "enter")  # cleared: everything again, and back to the list
-        await pilot.pause()
+        await listed(pilot)
         assert titles(app) == ["Newest about Python", "Middle", "Oldest"]
         assert app.focused is app.query_one("#sidebar-list", OptionList)
 
@@ -211,3 +221,15 @@ async def test_an_empty_history_says_so(tmp_path: Path) -> None:
             await pilot.pause()
             assert titles(app) == [] and app.screen is app.screen_stack[0]
             assert str(app.query_one("#sidebar-empty", Static).render()) == "No conversations yet."
+
+
+async def test_search_runs_once_typing_pauses_not_on_every_key(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    searched: list[str] = []
+    real_search = store.search
+    monkeypatch.setattr(store, "search", lambda text: searched.append(text) or real_search(text))
+    app = SidebarApp(store)
+    async with app.run_test() as pilot:
+        await focus_list(pilot)
+        await pilot.press("slash", *"python")
+        await listed(pilot)
+        assert searched == ["python"] and titles(app) == ["Newest about Python"]

@@ -1,61 +1,48 @@
 """The chat: the conversation, the message box, the sampling panel and the status line.
 
 The widgets are the conversation: each ChatMessage holds its role and text, and the engine is
-sent the messages in screen order (minus turns dropped to fit the context).
+sent the messages in screen order (minus turns dropped to fit the context). The pieces live
+apart: the conversation view (widgets/conversation.py), the reply streaming
+(screens/reply_streaming.py), the history's dialogs (screens/history_dialogs.py); this screen
+holds the layout, sending, editing, and the keys.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from collections.abc import Iterator
 from typing import Any
 
 from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Footer
 
-from bonsai_tui.engine_worker import ReplyFailed, ReplyFinished, ReplyGenerator, ReplyTokens
-from bonsai_tui.screens.chat_documents import ChatDocuments, DocumentsMixin, engine_entry, engine_turn, saved_documents
-from bonsai_tui.screens.context_full import ContextChoice, ContextFullScreen
+from bonsai_tui.engine_worker import ReplyGenerator
+from bonsai_tui.generation_settings import MODEL_DEFAULT, GenerationSettings
+from bonsai_tui.screens.chat_documents import ChatDocuments, DocumentsMixin, saved_documents
 from bonsai_tui.screens.help import HelpScreen
+from bonsai_tui.screens.history_dialogs import HistoryDialogs
+from bonsai_tui.screens.reply_streaming import ReplyStreaming
 from bonsai_tui.widgets.attachments import AttachmentBar
 from bonsai_tui.widgets.chat_message import ChatMessage
-from bonsai_tui.generation_settings import MODEL_DEFAULT, GenerationSettings
+from bonsai_tui.widgets.conversation import ConversationView
 from bonsai_tui.widgets.params_panel import ParamsPanel
 from bonsai_tui.widgets.prompt_input import PromptInput
 from bonsai_tui.widgets.status_bar import ModelSummary, StatusBar
-from engine.errors import ContextFullError
 from engine.model import Model
-from engine.sampling import PRESETS, SamplingParams
-from engine.session import ChatSession, GenerationStats, StopReason
+from engine.sampling import PRESETS
+from engine.session import ChatSession
 
 WIDE_ENOUGH_FOR_PANEL = 120  # columns from which the sampling panel opens by default
 BUSY_NOTICE = "Bonsai is still replying: press Esc to stop it first (your text stays in the box)."
 
-
-VISIBLE_MESSAGES = 50  # of a reopened conversation, shown at once; older ones on request
-
-
-def message_from(entry: dict[str, Any]) -> ChatMessage:
-    """A message widget from the history's saved form."""
-    message = ChatMessage(
-        entry["role"],
-        entry["content"],
-        stats=GenerationStats(**entry["stats"]) if "stats" in entry else None,
-        stop_reason=StopReason(entry["stop_reason"]) if "stop_reason" in entry else None,
-    )
-    message.context, message.sources = entry.get("context"), tuple(entry.get("sources", ()))
-    return message
-
-
-class ChatScreen(DocumentsMixin, Screen[None]):
+class ChatScreen(ReplyStreaming, HistoryDialogs, DocumentsMixin, Screen[None]):
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+r", "regenerate", "Regenerate"),
@@ -97,9 +84,6 @@ class ChatScreen(DocumentsMixin, Screen[None]):
         self.generator = ReplyGenerator(self, self.session)
         self._reply: ChatMessage | None = None
         self._editing: ChatMessage | None = None
-        # a reopened long conversation shows its last messages; the older ones wait here (saved
-        # form, oldest first) until asked for, but are still sent to the model
-        self._older: list[dict[str, Any]] = []
 
     # ---- layout -----------------------------------------------------------------------------
 
@@ -109,9 +93,7 @@ class ChatScreen(DocumentsMixin, Screen[None]):
                 if self.sidebar is not None:
                     yield self.sidebar
             with Vertical(id="chat-column"):
-                with VerticalScroll(id="conversation"):
-                    yield Button("", id="earlier")
-                    yield Static(self._welcome_text(), id="welcome", markup=False)
+                yield ConversationView(self._welcome_text(), id="conversation")
                 yield AttachmentBar(id="attachments")
                 yield PromptInput(id="prompt")
                 yield StatusBar(self._model_summary(), id="status")
@@ -136,7 +118,6 @@ class ChatScreen(DocumentsMixin, Screen[None]):
 
     async def on_mount(self) -> None:
         self.query_one("#params", ParamsPanel).display = self.app.size.width >= WIDE_ENOUGH_FOR_PANEL
-        self.query_one("#conversation", VerticalScroll).anchor()
         self.prompt.text = self.draft
         self.prompt.move_cursor(self.prompt.document.end)
         self.prompt.focus()
@@ -155,69 +136,36 @@ class ChatScreen(DocumentsMixin, Screen[None]):
         return self.query_one("#status", StatusBar)
 
     @property
+    def conversation(self) -> ConversationView:
+        return self.query_one("#conversation", ConversationView)
+
+    @property
     def chat_messages(self) -> list[ChatMessage]:
-        return list(self.query_one("#conversation").query_children(ChatMessage))
+        return self.conversation.messages
 
     # ---- conversation -----------------------------------------------------------------------
 
-    def engine_messages(self) -> list[dict[str, str]]:
-        """What the model is sent: the system prompt, then every turn not dropped."""
-        system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
-        older = [engine_entry(e) for e in self._older if not e.get("dropped")]
-        turns = [engine_turn(m) for m in self.chat_messages if m is not self._reply and not m.has_class("-dropped")]
-        return system + older + turns
-
     def saved_messages(self) -> list[dict[str, Any]]:
         """The conversation with each reply's stats, as the history stores it."""
-        saved: list[dict[str, Any]] = [{k: v for k, v in e.items() if k != "dropped"} for e in self._older]
-        for message in self.chat_messages:
-            entry: dict[str, Any] = dict(message.as_chat) | saved_documents(message)
-            if message.stats is not None and message.stop_reason is not None:
-                entry["stats"] = asdict(message.stats)
-                entry["stop_reason"] = message.stop_reason.value
-            saved.append(entry)
-        return saved
+        return self.conversation.saved(saved_documents)
 
     async def load_conversation(self, messages: list[dict[str, Any]], settings: GenerationSettings) -> None:
-        """Show a saved conversation (from the history) and its settings: the last VISIBLE_MESSAGES
-        at once, older ones on request, so a conversation of thousands opens instantly."""
+        """Show a saved conversation (from the history) and its settings."""
         await self._clear()
         self.settings = settings
         self.session.params = settings.params
         self.query_one("#params", ParamsPanel).load(settings)
-        entries = [entry for entry in messages if entry["role"] in ("user", "assistant")]
-        self._older = entries[:-VISIBLE_MESSAGES]
-        await self._mount_messages(map(message_from, entries[-VISIBLE_MESSAGES:]))
-        self._show_earlier_button()
+        await self.conversation.load(messages)
         await self.show_sources()
         await self.refresh_attachments()
 
-    def _show_earlier_button(self) -> None:
-        button = self.query_one("#earlier", Button)
-        button.display = bool(self._older)
-        button.label = f"↑ Show {min(len(self._older), VISIBLE_MESSAGES)} earlier messages ({len(self._older)} not shown)"
-
     @on(Button.Pressed, "#earlier")
-    async def show_earlier(self) -> None:
-        batch, self._older = self._older[-VISIBLE_MESSAGES:], self._older[:-VISIBLE_MESSAGES]
-        widgets = [message_from(entry) for entry in batch]
-        for widget, entry in zip(widgets, batch):
-            widget.set_class(bool(entry.get("dropped")), "-dropped")
-        await self.query_one("#conversation", VerticalScroll).mount_all(widgets, after="#earlier")
-        self._show_earlier_button()
+    async def _show_earlier(self) -> None:
+        await self.conversation.show_earlier()
         await self.show_sources()
 
-    async def _mount_messages(self, messages: Iterable[ChatMessage]) -> None:
-        conversation = self.query_one("#conversation", VerticalScroll)
-        self.query_one("#welcome").display = False
-        await conversation.mount_all(list(messages))
-        conversation.anchor()
-
     async def _clear(self) -> None:
-        await self.query_one("#conversation").query_children(ChatMessage).remove()
-        self._older = []
-        self._show_earlier_button()
-        self.query_one("#welcome").display = True
+        await self.conversation.clear()
         self._cancel_edit()
         self.status.last_stats = None
         self.status.context_used = 0
@@ -241,101 +189,14 @@ class ChatScreen(DocumentsMixin, Screen[None]):
             await self._remove_from(self._editing)
         self.prompt.clear()
         question = ChatMessage("user", text.strip())
-        await self._mount_messages([question])
+        await self.conversation.add([question])
         await self.add_documents_context(question)
         await self._start_reply(self.settings.params)
 
-    async def _start_reply(self, params: SamplingParams) -> None:
-        self.session.params = params
-        self._reply = ChatMessage("assistant")
-        messages = self.engine_messages()
-        await self._mount_messages([self._reply])
-        await self.show_sources()
-        self._reply.start_stream()
-        self._announce_change()  # the user's message is saved now, the reply when it ends
-        self.generator.start(messages, self.settings.max_tokens, self.enable_thinking)
-        self.refresh_bindings()
-
     async def _remove_from(self, first: ChatMessage) -> None:
         """Remove a message and everything after it (an edit replaces the later turns)."""
-        messages = self.chat_messages
-        await self.query_one("#conversation").remove_children(messages[messages.index(first) :])
+        await self.conversation.remove_from(first)
         self._cancel_edit()
-
-    # ---- engine events ----------------------------------------------------------------------
-
-    async def on_reply_tokens(self, event: ReplyTokens) -> None:
-        if self._reply is not None:
-            await self._reply.append(event.text)
-        self.status.live_tok_s = event.decode_tok_s
-        self.status.context_used = event.context_used
-
-    async def on_reply_finished(self, event: ReplyFinished) -> None:
-        done = event.done
-        reply, self._reply = self._reply, None
-        if reply is not None:
-            await reply.finish(done.text, done.stats, done.stop_reason)
-        self.generator.settle()
-        self.status.live_tok_s = None
-        self.status.last_stats = done.stats
-        self.status.context_used = len(done.prompt_ids) + len(done.token_ids)
-        self.refresh_bindings()
-        self._announce_change()
-        if done.stop_reason == StopReason.CONTEXT_FULL:
-            self._offer_context_choice(
-                f"The reply filled the context ({self.session.n_ctx} tokens) and was cut short."
-            )
-
-    async def on_reply_failed(self, event: ReplyFailed) -> None:
-        reply, self._reply = self._reply, None
-        if reply is not None:
-            await reply.remove()
-        self.generator.settle()
-        self.status.live_tok_s = None
-        self.refresh_bindings()
-        if isinstance(event.error, ContextFullError):
-            self._offer_context_choice(str(event.error).split(":")[0] + ".")
-        else:
-            self.notify(str(event.error), title="The reply failed", severity="error", timeout=10)
-
-    # ---- context full -----------------------------------------------------------------------
-
-    def _offer_context_choice(self, reason: str) -> None:
-        self.app.push_screen(ContextFullScreen(reason), self._context_choice_made)
-
-    async def _context_choice_made(self, choice: ContextChoice | None) -> None:
-        unanswered = self._unanswered_question()
-        if choice == "new":
-            await self._clear()
-            if unanswered is not None:
-                await self._mount_messages([ChatMessage("user", unanswered.content)])
-                await self._start_reply(self.settings.params)
-        elif choice == "drop":
-            if self._drop_oldest_turns() and unanswered is not None:
-                await self._start_reply(self.settings.params)
-
-    def _unanswered_question(self) -> ChatMessage | None:
-        messages = self.chat_messages
-        return messages[-1] if messages and messages[-1].role == "user" else None
-
-    def _drop_oldest_turns(self) -> bool:
-        """Grey out (and stop sending) the oldest turns until a reply of max_tokens fits."""
-        messages = self.engine_messages()
-        reserve = min(self.settings.max_tokens, self.session.n_ctx // 2)
-        try:
-            kept = self.session.fit_messages(messages, reserve, self.enable_thinking)
-        except ContextFullError as error:
-            self.notify(f"Even the last message alone is too long: {error}", severity="error", timeout=10)
-            return False
-        dropped = len(messages) - len(kept)
-        left = dropped
-        for entry in [e for e in self._older if not e.get("dropped")][:left]:
-            entry["dropped"] = True
-            left -= 1
-        for message in [m for m in self.chat_messages if not m.has_class("-dropped")][:left]:
-            message.add_class("-dropped")
-        self.notify(f"Dropped the {dropped} oldest messages from the context (they stay visible, greyed).")
-        return True
 
     # ---- actions ----------------------------------------------------------------------------
 

@@ -1,14 +1,15 @@
 """The history sidebar: saved conversations newest first, searchable, renamable, deletable.
 
-It reads and edits the Store itself and tells the screen what happened through messages
-(Selected, NewRequested, Renamed, Deleted); it never touches the chat. The screen calls
-`reload()` after it saves a turn and sets `active_id` to the conversation on show.
+It reads the Store (on a worker thread, the search debounced) and posts what the user asks for
+(Selected, NewRequested, RenameRequested, DeleteRequested); the screen that holds it opens the
+dialogs and writes the store (screens/history_dialogs.py), then posts Renamed / Deleted from it.
+It never touches the chat. The app calls `reload()` after it saves a turn and sets `active_id`
+to the conversation on show.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from rich.text import Text
 from textual import on
@@ -20,9 +21,13 @@ from textual.reactive import reactive
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from bonsai_tui.screens.confirm import ConfirmScreen
-from bonsai_tui.screens.rename import RenameScreen
+from textual.timer import Timer
+from textual.worker import get_current_worker
+
 from bonsai_tui.store import ConversationSummary, Store, StoreError
+
+SEARCH_PAUSE_S = 0.15  # the search runs once typing pauses this long, not on every key
+
 
 def short_date(timestamp: float, now: float | None = None) -> str:
     """The time for today, the day for this year, the full date before."""
@@ -34,7 +39,7 @@ def short_date(timestamp: float, now: float | None = None) -> str:
     return time.strftime("%Y-%m-%d", moment)
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
@@ -58,6 +63,31 @@ class ConversationSidebar(Vertical):
     class NewRequested(Message):
         """The user asked for a new, empty conversation."""
 
+    class RenameRequested(Message):
+        """The user asked to rename `conversation` (the screen asks for the title)."""
+
+        def __init__(self, sidebar: ConversationSidebar, conversation: ConversationSummary) -> None:
+            super().__init__()
+            self.sidebar = sidebar
+            self.conversation = conversation
+
+    class DeleteRequested(Message):
+        """The user asked to delete `conversation` (the screen asks to confirm)."""
+
+        def __init__(self, sidebar: ConversationSidebar, conversation: ConversationSummary) -> None:
+            super().__init__()
+            self.sidebar = sidebar
+            self.conversation = conversation
+
+    class _Listed(Message):
+        """The list read on the worker thread, for the UI thread to show."""
+
+        def __init__(self, reading: int, conversations: list[ConversationSummary] | None, error: StoreError | None) -> None:
+            super().__init__()
+            self.reading = reading
+            self.conversations = conversations
+            self.error = error
+
     class Renamed(Message):
         def __init__(self, conversation_id: int, title: str) -> None:
             super().__init__()
@@ -77,6 +107,9 @@ class ConversationSidebar(Vertical):
         super().__init__(id=id, classes=classes)
         self.store = store
         self.conversations: list[ConversationSummary] = []  # as listed, in order
+        self._search_timer: Timer | None = None  # set while a search waits for typing to pause
+        self._readings = 0  # reloads asked for; the list shows the last one when _shown == _readings
+        self._shown = 0
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="Search  ( / )", id="sidebar-search")
@@ -104,14 +137,37 @@ class ConversationSidebar(Vertical):
     # ---- listing ------------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Read the list again (newest first, filtered by the search text), keeping the cursor."""
+        """Read the list again (newest first, filtered by the search text) on a worker thread,
+        then show it keeping the cursor. A newer reload supersedes one still running."""
+        self._search_timer = None
+        self._readings += 1
+        text, reading = self.search_text, self._readings
+        self.run_worker(lambda: self._read(text, reading), thread=True, exclusive=True, group="sidebar-list")
+
+    @property
+    def up_to_date(self) -> bool:
+        """The list shows the store as of the last reload, and no search is waiting."""
+        return self._search_timer is None and self._shown == self._readings
+
+    def _read(self, text: str, reading: int) -> None:
         try:
-            text = self.search_text
             conversations = self.store.search(text) if text.strip() else self.store.list_conversations()
         except StoreError as error:
-            self.notify(str(error), title="History", severity="error", timeout=10)
+            self.post_message(self._Listed(reading, None, error))
             return
-        self._show_options(conversations)
+        if not get_current_worker().is_cancelled:
+            self.post_message(self._Listed(reading, conversations, None))
+
+    @on(_Listed)
+    def _listed(self, event: _Listed) -> None:
+        event.stop()
+        if event.reading < self._readings:
+            return  # a newer reload is on its way
+        self._shown = event.reading
+        if event.error is not None:
+            self.notify(str(event.error), title="History", severity="error", timeout=10)
+        elif event.conversations is not None:
+            self._show_options(event.conversations)
 
     def _show_options(self, conversations: list[ConversationSummary]) -> None:
         current = self.highlighted
@@ -127,7 +183,7 @@ class ConversationSidebar(Vertical):
     def _prompt(self, conversation: ConversationSummary) -> Text:
         marker = "▶ " if conversation.id == self.active_id else ""
         title = Text(marker + (conversation.title or "New conversation"), style="bold" if marker else "")
-        details = f"{short_date(conversation.updated)} · {_plural(conversation.message_count, 'message')}"
+        details = f"{short_date(conversation.updated)} · {plural(conversation.message_count, 'message')}"
         return Text.assemble(title, "\n", (details, "dim"))
 
     def watch_active_id(self) -> None:
@@ -136,7 +192,9 @@ class ConversationSidebar(Vertical):
 
     @on(Input.Changed, "#sidebar-search")
     def _search_changed(self) -> None:
-        self.reload()
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._search_timer = self.set_timer(SEARCH_PAUSE_S, self.reload)
 
     @on(Input.Submitted, "#sidebar-search")
     def _search_submitted(self) -> None:
@@ -156,37 +214,9 @@ class ConversationSidebar(Vertical):
         self.query_one("#sidebar-search", Input).focus()
 
     def action_rename(self) -> None:
-        conversation = self.highlighted
-        if conversation is None:
-            return
-
-        def rename(title: str | None) -> None:
-            if title is not None and self._stored(lambda: self.store.rename(conversation.id, title)):
-                self.post_message(self.Renamed(conversation.id, title))
-
-        self.app.push_screen(RenameScreen(conversation.title), rename)
+        if self.highlighted is not None:
+            self.post_message(self.RenameRequested(self, self.highlighted))
 
     def action_delete(self) -> None:
-        conversation = self.highlighted
-        if conversation is None:
-            return
-        question = (
-            f"Delete “{conversation.title or 'New conversation'}” and its "
-            f"{_plural(conversation.message_count, 'message')}? This cannot be undone."
-        )
-
-        def delete(confirmed: bool | None) -> None:
-            if confirmed and self._stored(lambda: self.store.delete(conversation.id)):
-                self.post_message(self.Deleted(conversation.id))
-
-        self.app.push_screen(ConfirmScreen(question, yes="Delete"), delete)
-
-    def _stored(self, change: Callable[[], None]) -> bool:
-        """Apply a change to the store and show the new list; False (and a notice) if it failed."""
-        try:
-            change()
-        except StoreError as error:
-            self.notify(str(error), title="History", severity="error", timeout=10)
-            return False
-        self.reload()
-        return True
+        if self.highlighted is not None:
+            self.post_message(self.DeleteRequested(self, self.highlighted))

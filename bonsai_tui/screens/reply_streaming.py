@@ -1,0 +1,122 @@
+"""Reply streaming, the chat screen's half that talks to the engine: start a reply on the worker,
+show its token batches as they come, end it (stats, save), and offer a way on when the context
+is full. A mixin of ChatScreen, which provides the attributes declared below."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.dom import DOMNode
+
+from bonsai_tui.screens.chat_documents import engine_entry, engine_turn
+from bonsai_tui.engine_worker import ReplyFailed, ReplyFinished, ReplyGenerator, ReplyTokens
+from bonsai_tui.screens.context_full import ContextChoice, ContextFullScreen
+from bonsai_tui.widgets.chat_message import ChatMessage
+from engine.errors import ContextFullError
+from engine.sampling import SamplingParams
+from engine.session import ChatSession, StopReason
+
+if TYPE_CHECKING:
+    from bonsai_tui.generation_settings import GenerationSettings
+    from bonsai_tui.widgets.conversation import ConversationView
+    from bonsai_tui.widgets.status_bar import StatusBar
+
+
+class ReplyStreaming(DOMNode):
+    session: ChatSession
+    generator: ReplyGenerator
+    settings: GenerationSettings
+    enable_thinking: bool
+    _reply: ChatMessage | None
+    conversation: ConversationView
+    status: StatusBar
+
+    def engine_messages(self) -> list[dict[str, str]]:
+        """What the model is sent: the system prompt, then every turn not dropped."""
+        system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
+        return system + self.conversation.turns(engine_turn, engine_entry, leave_out=self._reply)
+
+    def _announce_change(self) -> None:
+        raise NotImplementedError  # the screen's: the state to save
+
+    async def _start_reply(self, params: SamplingParams) -> None:
+        self.session.params = params
+        self._reply = ChatMessage("assistant")
+        messages = self.engine_messages()
+        await self.conversation.add([self._reply])
+        await self.show_sources()
+        self._reply.start_stream()
+        self._announce_change()  # the user's message is saved now, the reply when it ends
+        self.generator.start(messages, self.settings.max_tokens, self.enable_thinking)
+        self.refresh_bindings()
+
+    async def on_reply_tokens(self, event: ReplyTokens) -> None:
+        if self._reply is not None:
+            await self._reply.append(event.text)
+        self.status.live_tok_s = event.decode_tok_s
+        self.status.context_used = event.context_used
+
+    async def on_reply_finished(self, event: ReplyFinished) -> None:
+        done = event.done
+        reply, self._reply = self._reply, None
+        if reply is not None:
+            await reply.finish(done.text, done.stats, done.stop_reason)
+        self.generator.settle()
+        self.status.live_tok_s = None
+        self.status.last_stats = done.stats
+        self.status.context_used = len(done.prompt_ids) + len(done.token_ids)
+        self.refresh_bindings()
+        self._announce_change()
+        if done.stop_reason == StopReason.CONTEXT_FULL:
+            self._offer_context_choice(
+                f"The reply filled the context ({self.session.n_ctx} tokens) and was cut short."
+            )
+
+    async def on_reply_failed(self, event: ReplyFailed) -> None:
+        reply, self._reply = self._reply, None
+        if reply is not None:
+            await reply.remove()
+        self.generator.settle()
+        self.status.live_tok_s = None
+        self.refresh_bindings()
+        if isinstance(event.error, ContextFullError):
+            self._offer_context_choice(str(event.error).split(":")[0] + ".")
+        else:
+            self.notify(str(event.error), title="The reply failed", severity="error", timeout=10)
+
+    # ---- context full -----------------------------------------------------------------------
+
+    def _offer_context_choice(self, reason: str) -> None:
+        self.app.push_screen(ContextFullScreen(reason), self._context_choice_made)
+
+    async def _clear(self) -> None:
+        raise NotImplementedError  # the screen's: an empty conversation
+
+    async def _context_choice_made(self, choice: ContextChoice | None) -> None:
+        unanswered = self._unanswered_question()
+        if choice == "new":
+            await self._clear()
+            if unanswered is not None:
+                await self.conversation.add([ChatMessage("user", unanswered.content)])
+                await self._start_reply(self.settings.params)
+        elif choice == "drop":
+            if self._drop_oldest_turns() and unanswered is not None:
+                await self._start_reply(self.settings.params)
+
+    def _unanswered_question(self) -> ChatMessage | None:
+        messages = self.conversation.messages
+        return messages[-1] if messages and messages[-1].role == "user" else None
+
+    def _drop_oldest_turns(self) -> bool:
+        """Grey out (and stop sending) the oldest turns until a reply of max_tokens fits."""
+        messages = self.engine_messages()
+        reserve = min(self.settings.max_tokens, self.session.n_ctx // 2)
+        try:
+            kept = self.session.fit_messages(messages, reserve, self.enable_thinking)
+        except ContextFullError as error:
+            self.notify(f"Even the last message alone is too long: {error}", severity="error", timeout=10)
+            return False
+        dropped = len(messages) - len(kept)
+        self.conversation.drop_oldest(dropped)
+        self.notify(f"Dropped the {dropped} oldest messages from the context (they stay visible, greyed).")
+        return True
