@@ -60,12 +60,11 @@ async def test_no_network_offers_retry_local_file_and_demo(hf_cache: Path, monke
         assert error.startswith("cannot reach the hub at http://127.0.0.1:")
         assert app.screen.query_one("#demo", Button).label.plain == "Try the demo model"
         path_input = app.screen.query_one("#local-path", Input)
-        path_input.value = "/nowhere/model.gguf"
-        await path_input.action_submit()
-        await pilot.pause()
+        await until(pilot, lambda: path_input.has_focus)  # typed keys go to the path box at once
+        await pilot.press(*"/nowhere/model.gguf", "enter")
+        await until(pilot, lambda: "no such file" in str(app.screen.query_one("#download-error", Label).render()))
         assert str(app.screen.query_one("#download-error", Label).render()) == "/nowhere/model.gguf: no such file"
-        path_input.value = str(tiny_model_path)
-        await path_input.action_submit()
+        await pilot.press("ctrl+u", *str(tiny_model_path), "enter")
         await until(pilot, lambda: chat_is_open(app))
         assert app.screen.model.path == tiny_model_path
 

@@ -117,7 +117,9 @@ class DownloadScreen(Screen[Path]):
         self.query_one("#download-transfer", Label).update(kept_text(self.latest))
         self.query_one("#download-error", Label).update(message)
         self._show_actions(True)
-        self.query_one("#retry", Button).focus()
+        # offline, the likeliest way on is a file already on disk: typing a path and Enter opens
+        # it at once (focus once the box is displayed, else the keys would go nowhere)
+        self.call_after_refresh(self.query_one("#local-path", Input).focus)
 
     # ---- the ways on ------------------------------------------------------------------------
 
