@@ -268,12 +268,15 @@ class DocumentIndex:
         weights = ", ".join(str(w) for w in BM25_WEIGHTS)
         try:
             with self.store.reading() as connection:
+                # ranked on ids alone first: the text of every matching passage is not read
                 rows = connection.execute(
-                    f"SELECT p.id, d.path, p.start_line, p.end_line, p.heading, p.text, bm25(passage_search, {weights}) AS rank"
+                    f"WITH best AS (SELECT p.id, bm25(passage_search, {weights}) AS rank"
                     " FROM passage_search JOIN passages p ON p.id = passage_search.rowid"
-                    " JOIN documents d ON d.id = p.document_id"
                     " WHERE passage_search MATCH ? AND p.document_id IN (SELECT value FROM json_each(?))"
-                    " ORDER BY rank, d.path, p.start_line LIMIT ?",
+                    " ORDER BY rank, p.id LIMIT ?)"
+                    " SELECT p.id, d.path, p.start_line, p.end_line, p.heading, p.text, best.rank"
+                    " FROM best JOIN passages p ON p.id = best.id JOIN documents d ON d.id = p.document_id"
+                    " ORDER BY best.rank, p.id",
                     (fts_query, json.dumps(list(document_ids)), limit),
                 ).fetchall()
         except StoreError as error:
