@@ -111,7 +111,11 @@ class DocumentsMixin:
     async def refresh_attachments(self: ChatScreen) -> None:
         """Show the attachments of the conversation now on screen."""
         conversation_id = self._conversation_id()
-        attachments = [] if conversation_id is None else self.documents.service.attachments(conversation_id)
+        try:
+            attachments = [] if conversation_id is None else self.documents.service.attachments(conversation_id)
+        except StoreError as error:
+            self.notify(f"The attachments could not be read: {error}", severity="error")
+            attachments = []
         await self.attachment_bar.show(attachments)
 
     # ---- attaching ------------------------------------------------------------------------------
@@ -132,10 +136,8 @@ class DocumentsMixin:
             return False
         self.prompt.clear()
         path = text[len(ATTACH_COMMAND) :].strip()
-        if not path:
-            self.action_attach_files()
-        elif self.documents is None:
-            self.action_attach_files()  # says why not
+        if not path or self.documents is None:
+            self.action_attach_files()  # the picker (or why there is none)
         else:
             self.attach(Path(path).expanduser())
         return True
