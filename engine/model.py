@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from engine import attention, blas, kernels, simd
+from engine.threads import choose_layer, launch_guard
 from engine.chat_template import ChatTemplate
 from engine.config import ModelConfig
 from engine.errors import ModelFileError
@@ -55,6 +56,7 @@ class Model:
 
     def __init__(self, path: str | Path, threads: int | None = None, exact: bool = False) -> None:
         """exact=True keeps decode in float32 (lookup-table GEMV) even where the int8 kernel runs."""
+        choose_layer()  # before the first parallel kernel of the process (engine/threads.py)
         self.path = Path(path)
         self.int8_decode = simd.AVAILABLE and not exact
         self.closed = False
@@ -166,7 +168,7 @@ class Model:
         """
         if self.closed:
             raise RuntimeError(f"the model {self.path.name} is closed")
-        with blas.single_threaded() if len(tokens) > 1 else nullcontext():  # see blas.py
+        with launch_guard(), blas.single_threaded() if len(tokens) > 1 else nullcontext():  # see blas.py
             return self._forward(tokens, cache, start_pos, all_logits, stopped)
 
     def _forward(

@@ -217,3 +217,12 @@ def test_a_stop_set_before_the_generation_starts_is_not_lost(tiny_model: engine.
     events = session.generate(tiny_model.tokenize("hello"), max_tokens=5)
     session.cancel()  # after the call, before the first event
     assert run(events)[1].stop_reason is StopReason.CANCELLED
+
+
+def test_the_threading_layer_is_a_thread_safe_one_or_forward_passes_take_turns(tiny_model: engine.Model) -> None:
+    from engine import threads
+
+    list(ChatSession(tiny_model, n_ctx=64, params=GREEDY).generate(tiny_model.tokenize("hi"), max_tokens=2))
+    assert threads.layer() in threads.PREFERRED_LAYERS
+    guard = threads.launch_guard()
+    assert (guard is threads._one_at_a_time) == (threads.layer() not in threads.THREAD_SAFE_LAYERS)
