@@ -12,7 +12,7 @@ own threads busy-wait between calls and would steal the cores from the unpacking
 
 from __future__ import annotations
 
-import os
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +24,6 @@ from engine import kernels, lanes, simd
 GEMV_MAX_ROWS = 24  # up to this many input rows, one GEMV per row beats unpack + matmul (measured)
 INT8_GEMV_MAX_ROWS = 64  # the same with Q2_0's int8 GEMV (measured: 32 rows 0.9 s vs 1.7 s, 96 rows 2.4 vs 2.7)
 PARALLEL_QUANTIZE_ROWS = 64  # from this many rows, rounding activations to int8 uses every core
-BLAS_CORE = os.environ.get("OPENBLAS_CORETYPE", "native")  # set by BONSAI_TUI_CPU (engine/cpu.py)
 TILE_BYTES = 2 << 20  # float32 rows unpacked per BLAS call (measured on pp58..pp512: 2 MB beat 8 MB)
 JOBS_PER_MATRIX = 8  # runs of tiles handed to the pool: few enough to be cheap, enough to balance
 
@@ -62,10 +61,19 @@ class Q8Rows:
         return new
 
 
+@functools.cache
+def blas_kernels() -> str:
+    """The CPU whose kernels OpenBLAS runs (OPENBLAS_CORETYPE, which BONSAI_TUI_CPU sets, can lower it)."""
+    from threadpoolctl import threadpool_info
+
+    found = [info.get("architecture") for info in threadpool_info() if info.get("user_api") == "blas"]
+    return found[0] if found and found[0] else "unknown"
+
+
 def kernel_names(int8: bool) -> dict[str, str]:
     """Which kernels a Q1Matrix with this setting runs, for `bench --json` ("decode", "prefill")."""
     if not int8:
-        return {"decode": "float32 lookup table", "prefill": f"float32 unpack + OpenBLAS sgemm ({BLAS_CORE})"}
+        return {"decode": "float32 lookup table", "prefill": f"float32 unpack + BLAS sgemm ({blas_kernels()})"}
     isa = {"avx512": "AVX-512 VNNI", "avx2": "AVX2"}[simd.KERNEL]
     return {"decode": f"int8 {isa} GEMV", "prefill": f"int8 {isa} GEMM"}
 
