@@ -244,3 +244,18 @@ def test_indexing_reports_progress_file_by_file(tmp_path: Path, store: Store) ->
     seen = []
     DocumentIndex(store).index([notes], progress=lambda p: seen.append((p.files_done, p.files_total, p.path.name)))
     assert seen == [(n + 1, 5, f"note{n}.txt") for n in range(5)]
+
+
+def test_the_readme_example_over_assets_docs(
+    tiny_model_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's "Chat with your files" shows these exact sources."""
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    question = "How many bits does each weight take in Q1_0?"
+    args = ["generate", "--model", str(tiny_model_path), "--docs", "assets/docs", "--max-tokens", "1"]
+    assert cli.main(args + ["--prompt", question, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sources"] == [
+        {"path": "assets/docs/q1_0-format.md", "start_line": 1, "end_line": 18, "score": 3.4249}
+    ]
+    assert cli.main(args + ["--prompt", "How big is Bonsai-8B on disk?"]) == 0
+    assert capsys.readouterr().err.startswith("[sources: assets/docs/models.rst:1-17]\n")
