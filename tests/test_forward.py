@@ -165,3 +165,24 @@ def test_yarn_ramp_keeps_fast_dims_and_interpolates_slow_ones() -> None:
     # llama.cpp's correction dims for base 1e6, 8192 original positions: pairs 17..34 ramp
     assert np.all(ratio[:18] == 1.0) and np.all(ratio[34:] == 0.25)
     assert np.all(np.diff(ratio) <= 0) and 0.25 < ratio[25] < 1.0
+
+
+def test_the_reference_reads_the_file_without_the_engine() -> None:
+    """reference.py reads with gguf.GGUFReader: a misreading in engine/gguf_file.py shows as a mismatch."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(reference))
+    modules = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    modules += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert "gguf" in modules and not [m for m in modules if m and m.split(".")[0] == "engine"]
+
+
+def test_the_engines_reader_agrees_with_the_gguf_package(tiny_model_path) -> None:
+    from engine.gguf_file import GGUFFile
+
+    theirs = reference.Reader(tiny_model_path)
+    with GGUFFile(tiny_model_path) as ours:
+        assert ours.metadata == theirs.metadata()
+        assert {name: (info.shape, info.ggml_type, info.offset) for name, info in ours.tensors.items()} == theirs.entries
+        np.testing.assert_array_equal(ours.tensor("output_norm.weight"), theirs.weights("output_norm.weight"))
