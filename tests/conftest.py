@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,11 +72,16 @@ def point_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
 
 
+_HELD_PORTS: list[socket.socket] = []  # bound, never listening, kept for the whole session
+
+
 def closed_port_url() -> str:
-    """An endpoint where nothing listens: the hub is down or the network is gone."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    """An endpoint where nothing listens: the hub is down or the network is gone. The port stays
+    bound (without listening) so no other test's server can be given it in the meantime."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(s)
+    return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -88,10 +94,14 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-async def until(pilot, condition) -> None:
-    """Let a Pilot-driven app run until `condition()` holds (about 20 s at most)."""
-    for _ in range(2000):
-        if condition():
-            return
+UNTIL_TIMEOUT_S = 60.0  # generous for a loaded machine: only a hang should ever reach it
+
+
+async def until(pilot, condition, timeout_s: float = UNTIL_TIMEOUT_S) -> None:
+    """Let a Pilot-driven app run until `condition()` holds; raise if it never does (a hang fails
+    the test instead of blocking it, and a slow machine only waits longer). The one polling helper."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the app never reached the expected state")
         await pilot.pause(0.01)
-    raise AssertionError("the app never reached the expected state")

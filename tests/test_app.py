@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import re
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from bonsai_tui.widgets.chat_message import ChatMessage, split_thinking
 from bonsai_tui.widgets.prompt_input import PromptInput
 from bonsai_tui.generation_settings import CUSTOM
 from bonsai_tui.widgets.params_panel import ParamsPanel
+from conftest import until
 from engine.sampling import PRESETS, SamplingParams
 from engine.session import StopReason
 
@@ -82,13 +82,7 @@ def make_app(model_path: Path, max_tokens: int = 12, n_ctx: int = 0, params: Sam
     return BonsaiApp(options)
 
 
-async def wait_for(pilot: Pilot, condition: Callable[[], bool]) -> None:
-    """Let the app run until `condition` holds (bounded, so a hang fails instead of blocking)."""
-    for _ in range(3000):
-        if condition():
-            return
-        await pilot.pause(0.01)
-    raise AssertionError("the app never reached the expected state")
+wait_for = until  # conftest's one polling helper, under the name these tests use
 
 
 async def open_chat(pilot: Pilot) -> ChatScreen:

@@ -284,8 +284,7 @@ async def test_download_screen_shows_progress_cancels_and_resumes(fake_hub: Fake
         assert label(app, "#download-transfer") == "1.0 of 3.1 MB downloaded so far"
         assert label(app, "#download-title") == "Bonsai 1.7B is not downloaded yet"
         assert not bar.display and app.results == []
-        await pilot.pause()
-        assert "cancel" not in footer_actions(app)  # nothing left to cancel
+        await until(pilot, lambda: "cancel" not in footer_actions(app))  # nothing left to cancel
         fake_hub.behaviour.release.clear()  # the resumed transfer stalls too, so the screen stays up
         await pilot.click("#retry")
         await until(pilot, lambda: bar.progress > 1 << 20)
@@ -340,3 +339,16 @@ def test_importing_hub_changes_no_huggingface_hub_setting() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+
+
+def test_a_closed_port_stays_closed_for_the_whole_test() -> None:
+    import errno as errors_module
+    import socket
+    from urllib.parse import urlparse
+
+    port = urlparse(closed_port_url()).port
+    with socket.socket() as other, pytest.raises(OSError) as taken:
+        other.bind(("127.0.0.1", port))  # no fake hub started later can be given this port
+    assert taken.value.errno == errors_module.EADDRINUSE
+    with socket.socket() as client, pytest.raises(ConnectionRefusedError):
+        client.connect(("127.0.0.1", port))

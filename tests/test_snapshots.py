@@ -14,6 +14,8 @@ from textual.pilot import Pilot
 from bonsai_tui.app import BonsaiApp, ChatOptions
 from bonsai_tui.screens.chat import ChatScreen
 from bonsai_tui.generation_settings import GenerationSettings
+from bonsai_tui.screens.help import HelpScreen
+from conftest import until
 from engine.sampling import SamplingParams
 
 PARAMS = SamplingParams(temperature=0.0, seed=0)
@@ -46,14 +48,17 @@ def make_app(model_path: Path) -> BonsaiApp:
 
 
 async def show_conversation(pilot: Pilot) -> None:
-    for _ in range(3000):
+    def chat_ready() -> bool:
         screen = pilot.app.screen
-        if isinstance(screen, ChatScreen) and screen.query("#prompt") and screen.prompt.has_focus:
-            break
-        await pilot.pause(0.01)
+        return isinstance(screen, ChatScreen) and bool(screen.query("#prompt")) and screen.prompt.has_focus
+
+    await until(pilot, chat_ready)  # raises if the chat never opens: no picture of a loading screen
+    screen = pilot.app.screen
+    screen.prompt.cursor_blink = False  # a blinking cursor would make the picture depend on the moment
     settings = GenerationSettings(PARAMS, max_tokens=256, system_prompt="You are terse.", preset="Custom")
     await screen.load_conversation(CONVERSATION, settings)
-    await pilot.pause()
+    await until(pilot, lambda: len(screen.chat_messages) == len(CONVERSATION))
+    await pilot.wait_for_scheduled_animations()  # then the picture: the scroll to the end has run
 
 
 def test_chat_screen(snap_compare, tiny_model_path: Path) -> None:
@@ -74,6 +79,6 @@ def test_help_screen(snap_compare, tiny_model_path: Path) -> None:
     async def open_help(pilot: Pilot) -> None:
         await show_conversation(pilot)
         await pilot.press("f1")
-        await pilot.pause()
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
 
     assert snap_compare(make_app(tiny_model_path), terminal_size=(100, 40), run_before=open_help)
