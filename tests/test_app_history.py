@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -96,18 +95,17 @@ async def test_a_saved_conversation_survives_a_restart(tiny_model_path: Path) ->
         assert screen.chat_messages[0].content == "remember me"
 
 
-async def test_a_thousand_message_conversation_opens_fast_and_whole(tiny_model_path: Path) -> None:
+async def test_a_thousand_message_conversation_opens_whole(tiny_model_path: Path) -> None:
+    """Its speed is measured in benchmarks/history_bench.py, not here."""
     with Store() as store:
         turns = [{"role": ("user", "assistant")[i % 2], "content": f"message {i}"} for i in range(1000)]
         big = store.create_conversation("long one", messages=turns)
     app = make_app(tiny_model_path)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_chat(pilot)
-        start = time.perf_counter()
         messages, settings = app.history.open(big, screen.settings)
         await screen.load_conversation(messages, settings)
-        await pilot.pause()
-        print(f"\n1,000-message conversation opened in {time.perf_counter() - start:.2f} s")
+        await wait_for(pilot, lambda: len(screen.chat_messages) == 50)
         assert [m.content for m in screen.chat_messages][-1] == "message 999"
         assert len(screen.chat_messages) == 50
         assert len(screen.engine_messages()) == 1000  # the model still gets all of it

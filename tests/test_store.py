@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,10 +122,7 @@ def test_a_thousand_message_conversation_loads_whole_and_in_order(store: Store) 
         for i in range(1000)
     ]
     conversation_id = store.create_conversation("long", messages=messages)
-    started = time.perf_counter()
-    conversation = store.load_conversation(conversation_id)
-    elapsed = time.perf_counter() - started
-    print(f"loaded 1,000 messages in {elapsed * 1000:.1f} ms")
+    conversation = store.load_conversation(conversation_id)  # its speed: benchmarks/history_bench.py
     assert [m.content for m in conversation.messages] == [m["content"] for m in messages]
     assert conversation.messages[999].stats == STATS
 
