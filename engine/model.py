@@ -1,9 +1,9 @@
-"""The Qwen3 forward pass over a memory-mapped GGUF, for a batch of new tokens at a time.
+"""The Qwen3 forward pass, for a batch of new tokens at a time, over weights copied out of a GGUF.
 
 Per block:  x += Wo · attention(rope(norm_q(Wq·n)), rope(norm_k(Wk·n)), Wv·n)     n = rmsnorm(x)
             x += Wdown · (silu(Wgate·m) * Wup·m)                                 m = rmsnorm(x)
 then rmsnorm and the LM head (token_embd reused when the file has no output.weight).
-Prefill sends the whole prompt through as one batch; decode sends one token. Keys and values of
+Prefill sends the prompt through in passes of up to PREFILL_CHUNK tokens; decode sends one token. Keys and values of
 every position stay in a KVCache (fp16, kv_cache.py) so later tokens attend to them without
 recomputing; attention.py reads it.
 """

@@ -19,7 +19,7 @@ from engine.errors import EngineError
 STEPS = (
     "Opening the model file",
     "Preparing the decode kernels (compiled on the first run only)",
-    "Preparing the prefill kernels",
+    "Preparing the prompt path",
 )
 
 
@@ -77,18 +77,22 @@ class LoadingScreen(Screen[LoadedModel]):
 
     @work(thread=True, exit_on_error=False)
     def load(self) -> None:
+        model = None
         try:
             model = engine.load(self.path, threads=self.threads)
-            # run both forward paths once so Numba compiles or loads them now, not on the
-            # user's first message
+            # one token, then two: Numba compiles (or loads from its cache) the decode kernels and the
+            # multi-token attention now, not on the user's first message. Two rows still take the GEMV
+            # matmuls; the tiled GEMM of prompts over 64 tokens loads on the first such prompt (a
+            # 65-token warm-up would add seconds to every start).
             self.app.call_from_thread(self._show_step, 1)
             model.forward([0], model.new_cache(1), 0)
             self.app.call_from_thread(self._show_step, 2)
             model.forward([0, 1], model.new_cache(2), 0)
-        except (EngineError, OSError) as error:
-            self.app.call_from_thread(self._show_error, str(error))
-            return
         except Exception as error:
-            self.app.call_from_thread(self._show_error, f"unexpected error: {error} (details in {log_crash()})")
+            if model is not None:
+                model.close()
+            known = isinstance(error, (EngineError, OSError))
+            message = str(error) if known else f"unexpected error: {error} (details in {log_crash()})"
+            self.app.call_from_thread(self._show_error, message)
             return
         self.app.call_from_thread(self._finish, model)
