@@ -1,6 +1,6 @@
-"""How long a long conversation takes to come back: 1,000 messages written to a fresh history,
-then `Store.load_conversation` and the app's `History.open` (what the sidebar runs on a click)
-timed, best of --runs. Moved here from the tests, which check only that it comes back whole.
+"""How long a long conversation takes to come back from the history: 1,000 messages written to a
+fresh store, then `Store.load_conversation` (what reopening it from the sidebar reads) timed, best
+of --runs. Moved here from the tests, which check only that it comes back whole and in order.
 
     flock /tmp/bench.lock .venv/bin/python benchmarks/history_bench.py [--messages 1000] [--runs 5]
 
@@ -15,10 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bonsai_tui.history import History
 from bonsai_tui.store import Store
-from bonsai_tui.widgets.params_panel import GenerationSettings
-from engine.sampling import SamplingParams
 
 STATS = {"prompt_tokens": 17, "cached_tokens": 5, "generated_tokens": 9, "prefill_s": 0.2, "decode_s": 0.5, "ttft_s": 0.25}
 
@@ -44,12 +41,9 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "history.sqlite3") as store:
         conversation_id = store.create_conversation("long", messages=messages)
-        fallback = GenerationSettings(SamplingParams(), max_tokens=512, system_prompt="", preset="")
-        history = History(store, "model.gguf")
         print(json.dumps({
             "messages": args.messages,
             "load_conversation_ms": round(best_ms(lambda: store.load_conversation(conversation_id), args.runs), 2),
-            "history_open_ms": round(best_ms(lambda: history.open(conversation_id, fallback), args.runs), 2),
         }))
 
 

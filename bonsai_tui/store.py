@@ -524,28 +524,6 @@ class Store:
                 connection, conversation_id, role, content, status=status, stats=stats, context=context, sources=sources
             )
 
-    def update_message(
-        self,
-        message_id: int,
-        *,
-        content: str | None = None,
-        status: str | None = None,
-        stats: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Change a stored message (an edited question, a reply finished after being saved)."""
-        changes: dict[str, Any] = {"content": content, "status": status}
-        if stats is not None:
-            changes.update(self._stats_columns(stats))
-        changes = {k: v for k, v in changes.items() if v is not None}
-        with self._writing() as connection:
-            row = connection.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
-            if row is None:
-                raise StoreError(f"no message {message_id} in the history")
-            if changes:
-                assignments = ", ".join(f"{column} = ?" for column in changes)
-                connection.execute(f"UPDATE messages SET {assignments} WHERE id = ?", (*changes.values(), message_id))
-            self._update_conversation(connection, row[0])
-
     def truncate(self, conversation_id: int, keep: int) -> None:
         """Keep only the first `keep` messages (an edit or a regenerate replaces the later turns)."""
         with self._writing() as connection:

@@ -27,7 +27,7 @@ def _raise_exception(message: str) -> None:
 
 
 class ChatTemplate:
-    def __init__(self, source: str | None, special_tokens: Mapping[str, str] | None = None) -> None:
+    def __init__(self, source: str | None) -> None:
         self.source = source or CHATML
         self.is_fallback = not source
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
@@ -36,7 +36,6 @@ class ChatTemplate:
             self._template = env.from_string(self.source)
         except TemplateError as error:
             raise EngineError(f"the model's chat template does not parse: {error}") from None
-        self._extra = dict(special_tokens or {})
 
     def render(
         self,
@@ -49,7 +48,6 @@ class ChatTemplate:
                 messages=[dict(m) for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 enable_thinking=enable_thinking,
-                **self._extra,
             )
         except TemplateError as error:
             raise EngineError(f"the model's chat template failed: {error}") from None

@@ -83,16 +83,6 @@ def test_params_rename_and_truncate_change_only_what_they_name(store: Store) -> 
     assert store.load_conversation(conversation_id).title == "Trees"  # a title, once set, stays
 
 
-def test_update_message_finishes_a_saved_reply(store: Store) -> None:
-    conversation_id = store.create_conversation("t")
-    reply_id = store.add_message(conversation_id, "assistant", "", status="streaming")
-    store.update_message(reply_id, content="Done.", status=reply_status("max_tokens"), stats=STATS)
-    reply = store.load_conversation(conversation_id).messages[0]
-    assert (reply.content, reply.status, reply.stop_reason, reply.generated_tokens) == ("Done.", "max_tokens", "max_tokens", 9)
-    with pytest.raises(StoreError, match="no message 999"):
-        store.update_message(999, content="x")
-
-
 def test_list_is_newest_first_and_delete_removes_messages(store: Store) -> None:
     older = store.create_conversation("older", messages=[{"role": "user", "content": "one"}])
     newer = store.create_conversation("newer")
@@ -330,9 +320,10 @@ def test_search_titles_and_messages(store: Store, full_text: bool) -> None:
     assert found("bread") == [empty, cooking]
     store.delete(cooking)
     assert found("bread") == [empty]
-    reply = store.add_message(python, "assistant", "Use a generator")
-    store.update_message(reply, content="Use a loop")
-    assert found("generator") == [] and found("loop") == [python]
+    store.add_message(python, "assistant", "Use a loop")
+    assert found("loop") == [python]
+    store.truncate(python, 1)  # the reply is gone from the search too
+    assert found("loop") == []
 
 
 # ---- export and import ------------------------------------------------------------------------
