@@ -186,10 +186,6 @@ class BonsaiApp(App[None]):
             self.notify(f"{error}. Conversations will not be saved this time.", severity="error", timeout=15)
             return None
 
-    def on_unmount(self) -> None:
-        if self.history is not None:
-            self.history.store.close()
-
     # ---- history ----------------------------------------------------------------------------
 
     def _sidebar(self) -> ConversationSidebar | None:
@@ -231,6 +227,7 @@ class BonsaiApp(App[None]):
     def on_unmount(self) -> None:
         if self.history is not None:
             self.history.close()  # the last turn is written before the process ends
+            self.history.store.close()  # the one store of the app's run (see _open_history)
 
     async def on_conversation_sidebar_selected(self, event: ConversationSidebar.Selected) -> None:
         chat = self.screen
