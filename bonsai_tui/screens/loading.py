@@ -19,7 +19,7 @@ from engine.errors import EngineError
 STEPS = (
     "Opening the model file",
     "Preparing the decode kernels (compiled on the first run only)",
-    "Preparing the prompt path",
+    "Preparing the prefill kernels",
 )
 
 
@@ -80,10 +80,10 @@ class LoadingScreen(Screen[LoadedModel]):
         model = None
         try:
             model = engine.load(self.path, threads=self.threads)
-            # one token, then two: Numba compiles (or loads from its cache) the decode kernels and the
-            # multi-token attention now, not on the user's first message. Two rows still take the GEMV
-            # matmuls; the tiled GEMM of prompts over 64 tokens loads on the first such prompt (a
-            # 65-token warm-up would add seconds to every start).
+            # one token, then two: Numba compiles (or loads from its cache) the decode and the prefill
+            # kernels now, not on the user's first message. Two rows take the int8 path's prefill GEMM
+            # (lanes.gemm pads any batch to its 8-row tile) and the batch attention; with exact=True
+            # a batch under 25 rows goes row by row, so there the tiled GEMM waits for a long prompt.
             self.app.call_from_thread(self._show_step, 1)
             model.forward([0], model.new_cache(1), 0)
             self.app.call_from_thread(self._show_step, 2)
