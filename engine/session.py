@@ -10,6 +10,16 @@ template (see `ChatSession.prompt_ids`). Rendering the whole conversation again 
 those ids back: Qwen3's template drops a past reply's `<think>` block, and re-tokenizing a reply's
 text need not give the ids that were sampled, so the cached prefix would end at the previous
 assistant header and every turn would prefill the whole previous reply again.
+
+Why the model's own ids, and not llama.cpp's other way (drop the think block's tokens from the
+cache and shift the later keys' RoPE angles): the own ids are exactly what the model conditioned
+its reply on, need no surgery on the cache, and work for any template and any tokenization. Their
+difference from a fresh prefill of the canonical rendering (an empty `<think></think>` of four
+tokens kept, the reply's sampled ids instead of its re-tokenized text) is measured by
+benchmarks/multiturn.py: next-token logits against the canonical prompt, figures in
+benchmarks/README.md. A context shift would not give the canonical logits either (the shifted keys
+of later layers were computed attending to the dropped tokens) and would leave the
+re-tokenization difference in place.
 """
 
 from __future__ import annotations

@@ -63,21 +63,17 @@ class ConversationSidebar(Vertical):
     class NewRequested(Message):
         """The user asked for a new, empty conversation."""
 
-    class RenameRequested(Message):
+    class _Request(Message):
+        def __init__(self, sidebar: ConversationSidebar, conversation: ConversationSummary) -> None:
+            super().__init__()
+            self.sidebar = sidebar
+            self.conversation = conversation
+
+    class RenameRequested(_Request):
         """The user asked to rename `conversation` (the screen asks for the title)."""
 
-        def __init__(self, sidebar: ConversationSidebar, conversation: ConversationSummary) -> None:
-            super().__init__()
-            self.sidebar = sidebar
-            self.conversation = conversation
-
-    class DeleteRequested(Message):
+    class DeleteRequested(_Request):
         """The user asked to delete `conversation` (the screen asks to confirm)."""
-
-        def __init__(self, sidebar: ConversationSidebar, conversation: ConversationSummary) -> None:
-            super().__init__()
-            self.sidebar = sidebar
-            self.conversation = conversation
 
     class _Listed(Message):
         """The list read on the worker thread, for the UI thread to show."""
