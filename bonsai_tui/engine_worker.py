@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from textual.dom import DOMNode
 from textual.message import Message
 from textual.worker import Worker, WorkerError, get_current_worker
 
 from bonsai_tui.crash_log import log_crash
+from engine.constraints import Constraint
 from engine.errors import EngineError
 from engine.session import ChatSession, DoneEvent, TokenEvent
 
@@ -65,14 +66,22 @@ class ReplyGenerator:
         self.worker: Worker | None = None
         self._stop = threading.Event()
 
-    def start(self, messages: Sequence[dict[str, str]], max_tokens: int, enable_thinking: bool) -> Worker:
+    def start(
+        self,
+        messages: Sequence[dict[str, str]],
+        max_tokens: int,
+        enable_thinking: bool,
+        make_constraint: Callable[[], Constraint | None] | None = None,
+    ) -> Worker:
+        """`make_constraint` runs on the worker thread: the first JSON constraint of a model builds
+        llguidance's view of its vocabulary (seconds for 151k tokens)."""
         if self.busy:
             raise RuntimeError("a reply is already being generated")
         self.busy = True
         self._stop = threading.Event()  # this reply's own: a stop pressed before the engine starts counts
         conversation = [dict(m) for m in messages]
         self.worker = self.owner.run_worker(
-            lambda: self._run(conversation, max_tokens, enable_thinking),
+            lambda: self._run(conversation, max_tokens, enable_thinking, make_constraint),
             name="reply",
             group="reply",
             thread=True,
@@ -97,11 +106,20 @@ class ReplyGenerator:
     def _post_tokens(self, pieces: list[str], decode_tok_s: float) -> None:
         self.owner.post_message(ReplyTokens("".join(pieces), decode_tok_s, len(self.session.cached_ids)))
 
-    def _run(self, messages: list[dict[str, str]], max_tokens: int, enable_thinking: bool) -> None:
+    def _run(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        enable_thinking: bool,
+        make_constraint: Callable[[], Constraint | None] | None = None,
+    ) -> None:
         worker = get_current_worker()
         stop = self._stop
         try:
-            events = self.session.chat(messages, max_tokens, enable_thinking=enable_thinking, stop=stop)
+            constraint = make_constraint() if make_constraint is not None else None
+            events = self.session.chat(
+                messages, max_tokens, enable_thinking=enable_thinking, stop=stop, constraint=constraint
+            )
             pending: list[str] = []
             last_flush = time.monotonic()
             for event in events:

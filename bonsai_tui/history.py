@@ -27,7 +27,8 @@ def _status(entry: dict[str, Any]) -> str:
 
 
 def stored_params(settings: GenerationSettings) -> dict[str, Any]:
-    return {**asdict(settings.params), "max_tokens": settings.max_tokens}
+    return {**asdict(settings.params), "max_tokens": settings.max_tokens, "output": settings.output,
+            "json_schema": settings.json_schema}
 
 
 def settings_from(params: dict[str, Any], system_prompt: str, preset: str, fallback: GenerationSettings) -> GenerationSettings:
@@ -39,6 +40,8 @@ def settings_from(params: dict[str, Any], system_prompt: str, preset: str, fallb
         max_tokens=int(params.get("max_tokens", fallback.max_tokens)),
         system_prompt=system_prompt,
         preset=preset or fallback.preset,
+        output=str(params.get("output", fallback.output)),
+        json_schema=str(params.get("json_schema", fallback.json_schema)),
     )
 
 

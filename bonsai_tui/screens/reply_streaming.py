@@ -4,12 +4,14 @@ is full. A mixin of ChatScreen, which provides the attributes declared below."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.dom import DOMNode
 
 from bonsai_tui.screens.chat_documents import engine_entry, engine_turn
 from bonsai_tui.engine_worker import ReplyFailed, ReplyFinished, ReplyGenerator, ReplyTokens
+from bonsai_tui.generation_settings import output_constraint
 from bonsai_tui.screens.context_full import ContextChoice, ContextFullScreen
 from bonsai_tui.widgets.chat_message import ChatMessage
 from engine.errors import ContextFullError
@@ -20,9 +22,11 @@ if TYPE_CHECKING:
     from bonsai_tui.generation_settings import GenerationSettings
     from bonsai_tui.widgets.conversation import ConversationView
     from bonsai_tui.widgets.status_bar import StatusBar
+    from engine.model import Model
 
 
 class ReplyStreaming(DOMNode):
+    model: Model
     session: ChatSession
     generator: ReplyGenerator
     settings: GenerationSettings
@@ -47,7 +51,8 @@ class ReplyStreaming(DOMNode):
         await self.show_sources()
         self._reply.start_stream()
         self._announce_change()  # the user's message is saved now, the reply when it ends
-        self.generator.start(messages, self.settings.max_tokens, self.enable_thinking)
+        make_constraint = partial(output_constraint, self.model, self.settings)  # the Output choice
+        self.generator.start(messages, self.settings.max_tokens, self.enable_thinking, make_constraint)
         self.refresh_bindings()
 
     async def on_reply_tokens(self, event: ReplyTokens) -> None:

@@ -3,6 +3,7 @@ model's thinking (collapsed) and the reply's stats underneath."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
@@ -49,6 +50,18 @@ def split_thinking(raw: str) -> ReplyParts:
     if end < 0:
         return ReplyParts(before, _without_partial_tag(rest, THINK_CLOSE).strip(), True)
     return ReplyParts(before + rest[end + len(THINK_CLOSE) :].lstrip("\n"), rest[:end].strip(), False)
+
+
+def formatted_json(answer: str) -> str | None:
+    """A JSON object or array reply as an indented ```json block (None if the answer is not one):
+    replies under a JSON constraint come compact, which is hard to read."""
+    try:
+        value = json.loads(answer)
+    except ValueError:
+        return None
+    if not isinstance(value, (dict, list)):
+        return None
+    return "```json\n" + json.dumps(value, indent=2, ensure_ascii=False) + "\n```"
 
 
 def code_blocks(markdown: str) -> list[str]:
@@ -129,7 +142,7 @@ class ChatMessage(Vertical, can_focus=True):
         with Collapsible(title="Thinking", collapsed=True, classes="thinking") as thinking:
             thinking.display = bool(parts.thinking)
             yield Markdown(parts.thinking, classes="thinking-text")
-        yield Markdown(parts.answer, classes="message-text")
+        yield Markdown(self._shown_answer(parts.answer), classes="message-text")
         # while the reply streams its answer is plain text here, rendered as Markdown once at the
         # end: re-parsing a growing Markdown block per batch cost the engine a third of its speed
         streaming = Static("", markup=False, classes="message-streaming")
@@ -149,6 +162,12 @@ class ChatMessage(Vertical, can_focus=True):
         if action == "copy_code":
             return bool(code_blocks(self.answer))
         return True
+
+    @staticmethod
+    def _shown_answer(answer: str) -> str:
+        """A finished answer that is one JSON object or array (as under the JSON output choice)
+        is shown indented; the conversation keeps the compact text."""
+        return formatted_json(answer) or answer
 
     def _stats_text(self) -> str:
         if self.stats is None or self.stop_reason is None:
@@ -189,7 +208,7 @@ class ChatMessage(Vertical, can_focus=True):
         for stream in self._streams.values():
             await stream.stop()
         self._streams.clear()
-        await self.query_one(".message-text", Markdown).update(self._shown.answer)
+        await self.query_one(".message-text", Markdown).update(self._shown_answer(self._shown.answer))
         self.query_one(".message-text", Markdown).display = True
         self.query_one(".message-streaming", Static).display = False
         self.stats, self.stop_reason = stats, stop_reason

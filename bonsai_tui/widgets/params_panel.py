@@ -10,10 +10,15 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, Input, Label, Static, TextArea
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from bonsai_tui.generation_settings import CUSTOM, MODEL_DEFAULT, GenerationSettings
+from bonsai_tui.generation_settings import (
+    CUSTOM, FREE_TEXT, JSON_OBJECT, JSON_SCHEMA, MODEL_DEFAULT, GenerationSettings, sample_schema,
+)
+from engine import constraints
 from engine.sampling import PRESETS, SamplingParams
+
+OUTPUT_CHOICES = (("Free text", FREE_TEXT), ("JSON", JSON_OBJECT), ("JSON Schema", JSON_SCHEMA))
 
 MAX_TOKENS_LIMIT = 32768
 
@@ -86,6 +91,17 @@ class ParamsPanel(VerticalScroll):
             yield error
         yield Label("System prompt", classes="param-label")
         yield TextArea(self.settings.system_prompt, id="system-prompt", soft_wrap=True, show_line_numbers=False, compact=True)
+        yield Label("Output", id="output-label", classes="param-label")
+        yield Select(OUTPUT_CHOICES, value=self.settings.output, allow_blank=False, id="output", compact=True)
+        schema = TextArea(self._schema_text(), id="json-schema", soft_wrap=True, show_line_numbers=False, compact=True)
+        schema.display = self.settings.output == JSON_SCHEMA
+        yield schema
+        error = Static("", id="json-schema-error", classes="param-error")
+        error.display = False
+        yield error
+
+    def _schema_text(self) -> str:
+        return self.settings.json_schema or sample_schema()
 
     def _value_text(self, field: Field) -> str:
         if field is MAX_TOKENS_FIELD:
@@ -149,11 +165,40 @@ class ParamsPanel(VerticalScroll):
         self._apply(replace(self.settings, params=base.with_changes(seed=self.settings.params.seed), preset=name))
         self.refresh_inputs()
 
+    @on(Select.Changed, "#output")
+    def _output_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        output = str(event.value)
+        self.query_one("#json-schema", TextArea).display = output == JSON_SCHEMA
+        self.query_one("#json-schema-error", Static).display = output == JSON_SCHEMA and self._schema_problem() is not None
+        if output != self.settings.output:
+            # the schema in the box is the last usable one (or the sample), so JSON Schema always has one
+            self._apply(replace(self.settings, output=output, json_schema=self.settings.json_schema or sample_schema()))
+
+    @on(TextArea.Changed, "#json-schema")
+    def _schema_changed(self, event: TextArea.Changed) -> None:
+        """Checked as it is typed; only a schema llguidance can compile replaces the last good one."""
+        event.stop()
+        problem = self._schema_problem()
+        error = self.query_one("#json-schema-error", Static)
+        error.update(problem or "")
+        error.display = problem is not None
+        event.text_area.set_class(problem is not None, "-invalid")
+        text = event.text_area.text
+        if problem is None and text != self._schema_text():
+            self._apply(replace(self.settings, json_schema=text))
+
+    def _schema_problem(self) -> str | None:
+        text = self.query_one("#json-schema", TextArea).text
+        return constraints.schema_problem(text) if text.strip() else "type or paste a JSON Schema"
+
     def load(self, settings: GenerationSettings) -> None:
         """Show another conversation's settings (no Changed message: the caller knows them)."""
         self.settings = replace(settings, params=_rounded(settings.params))
         self.refresh_inputs()
         self.query_one("#system-prompt", TextArea).text = settings.system_prompt
+        self.query_one("#output", Select).value = settings.output
+        self.query_one("#json-schema", TextArea).text = self._schema_text()
 
     def refresh_inputs(self) -> None:
         for field in (*SAMPLING_FIELDS, MAX_TOKENS_FIELD):
