@@ -19,12 +19,14 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from bonsai_tui import hub
+from bonsai_tui.backends import Endpoint, RemoteBackend
 from bonsai_tui.demo import demo_model_path
 from bonsai_tui.documents.index import DocumentIndexError
 from bonsai_tui.documents.retrieve import DEFAULT_BUDGET_FRACTION
 from bonsai_tui.documents.service import DocumentService
 from bonsai_tui.history import History
 from bonsai_tui.screens.chat import ChatScreen
+from bonsai_tui.screens.connect import ConnectScreen
 from bonsai_tui.screens.chat_documents import ChatDocuments
 from bonsai_tui.screens.download import DownloadScreen
 from bonsai_tui.screens.loading import LoadedModel, LoadingScreen
@@ -71,8 +73,9 @@ class ChatOptions:
     preset: str = MODEL_DEFAULT  # the name shown in the panel
     choose_params: Callable[[SamplingParams], SamplingParams] = lambda model_default: model_default
     docs_budget: float = DEFAULT_BUDGET_FRACTION  # share of the context for attached documents' passages
+    endpoint: Endpoint | None = None  # a connected server to chat with instead of a local model
 
-    def settings_for(self, model: Model) -> GenerationSettings:
+    def settings_for(self, model: Model | RemoteBackend) -> GenerationSettings:
         return GenerationSettings(
             params=self.choose_params(model.default_params()),
             max_tokens=self.max_tokens,
@@ -114,7 +117,9 @@ class BonsaiApp(App[None]):
         self._exit_renderables.clear()
 
     async def on_mount(self) -> None:
-        if self.options.model_path is None:
+        if self.options.endpoint is not None:
+            await self._open_endpoint(self.options.endpoint)
+        elif self.options.model_path is None:
             self.push_screen(DownloadScreen(self.options.model_choice, demo_model_path), self._open_model)
         else:
             await self._open_model(self.options.model_path)
@@ -140,7 +145,42 @@ class BonsaiApp(App[None]):
             return
         self.push_screen(ModelsScreen(), self._model_chosen)
 
-    async def _model_chosen(self, choice: hub.ModelChoice | None) -> None:
+    def action_connect(self) -> None:
+        if self._replying_chat() is not None:
+            self.notify(SWITCH_NOTICE, severity="warning")
+            return
+        self.push_screen(ConnectScreen(), self._open_endpoint)
+
+    async def _open_endpoint(self, endpoint: Endpoint | None) -> None:
+        """Chat with a connected OpenAI-compatible server (--endpoint, or "Connect to a server")."""
+        if endpoint is None:
+            return
+        chat = self._replying_chat()
+        if chat is not None:
+            await chat.generator.finish()
+        while len(self.screen_stack) > 1:  # the local chat (and its model) goes
+            self.pop_screen()
+        backend = RemoteBackend(endpoint)
+        if self.history is not None:
+            self.history.close()
+        self.history = self._open_history(backend.history_key)
+        chat = ChatScreen(
+            backend, self.options.settings_for(backend), n_ctx=self.options.n_ctx, sidebar=self._history_sidebar(),
+            documents=self._documents(),
+        )
+        self.push_screen(chat)
+
+    def _history_sidebar(self) -> ConversationSidebar | None:
+        if self.history is None:
+            return None
+        sidebar = ConversationSidebar(self.history.store, id="sidebar")
+        sidebar.display = False
+        return sidebar
+
+    async def _model_chosen(self, choice: hub.ModelChoice | Endpoint | None) -> None:
+        if isinstance(choice, Endpoint):
+            await self._open_endpoint(choice)
+            return
         if choice is None:
             return
         path = hub.cached_path(choice)
@@ -157,13 +197,9 @@ class BonsaiApp(App[None]):
         if self.history is not None:
             self.history.close()
         self.history = self._open_history(str(loaded.model.path))
-        sidebar = None
-        if self.history is not None:
-            sidebar = ConversationSidebar(self.history.store, id="sidebar")
-            sidebar.display = False
         chat = ChatScreen(
             loaded.model, settings, n_ctx=self.options.n_ctx, draft=loaded.draft, send_draft=loaded.send_draft,
-            sidebar=sidebar, documents=self._documents(),
+            sidebar=self._history_sidebar(), documents=self._documents(),
         )
         self.push_screen(chat)
 
@@ -277,6 +313,7 @@ class BonsaiApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Models", "Pick, download or delete a Bonsai model", self.action_models)
+        yield SystemCommand("Connect to a server", "Chat with an OpenAI-compatible API (bonsai-tui serve, llama-server…)", self.action_connect)
         yield SystemCommand("History", "Show or hide the saved conversations (F3)", self.action_toggle_history)
         if isinstance(screen, ChatScreen):
             yield from screen.palette_commands()

@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from bonsai_tui.widgets.status_bar import ModelSummary
 from engine.errors import ContextFullError, EngineError
-from engine.sampling import PRESETS, DEFAULT_PRESET, SamplingParams
-from engine.session import DoneEvent, Event, GenerationStats, Message, StopReason, TokenEvent
+from engine.sampling import DEFAULT_PRESET, PRESETS, SamplingParams
+from engine.session import ChatSession, DoneEvent, Event, GenerationStats, Message, StopReason, TokenEvent
+
+if TYPE_CHECKING:
+    from engine.model import Model
 
 CONNECT_TIMEOUT_S = 10.0
+STOP_POLL_S = 0.05  # how often a reply's stop event is looked at while the server is silent
 READ_TIMEOUT_S = 600.0  # a big model on a slow server may think long before its first token
 OPENAI_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed")
 # the llama.cpp extras each kind of server takes, and under which name; others are not sent
@@ -175,11 +182,15 @@ class RemoteSession:
         return range(self.context_used)
 
     def cancel(self) -> None:
-        """Stop the reply: the stream is closed, so the server stops generating too."""
+        """Stop the reply: the connection is shut, so the server stops generating too. A shutdown
+        (not a close) also wakes the reading thread at once, even while the server is silent."""
         self._cancel.set()
         response = self._response
-        if response is not None:
-            response.close()
+        stream = response.extensions.get("network_stream") if response is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self._client.close()
@@ -206,7 +217,23 @@ class RemoteSession:
     def _stopped(self, stop: threading.Event | None) -> bool:
         return self._cancel.is_set() or (stop is not None and stop.is_set())
 
+    def _watch(self, stop: threading.Event, finished: threading.Event) -> None:
+        """The caller's stop event shuts the connection at once, even while the server is silent."""
+        while not finished.wait(STOP_POLL_S):
+            if stop.is_set():
+                self.cancel()
+                return
+
     def _stream(self, body: dict[str, Any], stop: threading.Event | None) -> Iterator[Event]:
+        finished = threading.Event()
+        if stop is not None:
+            threading.Thread(target=self._watch, args=(stop, finished), name="remote-stop", daemon=True).start()
+        try:
+            yield from self._events(body, stop)
+        finally:
+            finished.set()
+
+    def _events(self, body: dict[str, Any], stop: threading.Event | None) -> Iterator[Event]:
         started = time.perf_counter()
         pieces: list[str] = []
         first_at = 0.0
@@ -279,3 +306,64 @@ class RemoteSession:
 def _error_message_of(chunk: dict[str, Any]) -> str:
     error = chunk.get("error")
     return str(error.get("message") if isinstance(error, dict) else error)
+
+
+# ---- what the chat screen is given -----------------------------------------------------------
+
+
+class LocalBackend:
+    """This machine's engine: a loaded Model, one ChatSession per chat."""
+
+    where = ""
+    ignored_params: frozenset[str] = frozenset()
+
+    def __init__(self, model: "Model") -> None:
+        self.model = model
+        self.name = model.config.name
+        self.history_key = str(model.path)  # what the history files conversations under
+
+    def default_params(self) -> SamplingParams:
+        return self.model.default_params()
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.model.tokenize(text)
+
+    def new_session(self, n_ctx: int, params: SamplingParams) -> ChatSession:
+        return ChatSession(self.model, n_ctx=n_ctx, params=params)
+
+    def summary(self, n_ctx: int) -> ModelSummary:
+        return ModelSummary(self.name, self.model.path.stat().st_size, self.model.threads, n_ctx)
+
+
+class RemoteBackend:
+    """An OpenAI-compatible server (connected): one RemoteSession per chat."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.name = endpoint.model_name or "remote model"
+        self.where = endpoint.url
+        self.history_key = f"{endpoint.url}#{self.name}"
+        self.ignored_params = endpoint.ignored_params
+
+    def default_params(self) -> SamplingParams:
+        return PRESETS[DEFAULT_PRESET]
+
+    def tokenize(self, text: str) -> list[int]:
+        """The server's own count where it has llama-server's /tokenize, else about 4 characters a token."""
+        if self.endpoint.kind in ("bonsai-tui", "llamacpp"):
+            base = self.endpoint.url.removesuffix("/v1")
+            try:
+                with httpx2.Client(timeout=CONNECT_TIMEOUT_S) as client:
+                    return request(client, "POST", f"{base}/tokenize", self.endpoint, json={"content": text}).json()["tokens"]
+            except (RemoteError, ValueError, KeyError):
+                pass
+        return [0] * (len(text) // 4 + 1)
+
+    def new_session(self, n_ctx: int, params: SamplingParams) -> RemoteSession:
+        return RemoteSession(self.endpoint, params=params, n_ctx=self.endpoint.n_ctx or n_ctx)  # 0: unknown
+
+    def summary(self, n_ctx: int) -> ModelSummary:
+        return ModelSummary(self.name, 0, 0, n_ctx, where=self.where)
+
+
+Backend = LocalBackend | RemoteBackend

@@ -109,6 +109,7 @@ async def test_models_picker_shows_sizes_downloads_and_deletes(hf_cache: Path, m
             "Ternary 1.7B        457 MB   to download",
             "Ternary 4B        1,070 MB   to download",
             "Ternary 8B        2,180 MB   to download",
+            "Connect to a server…   an OpenAI-compatible API elsewhere",
         ]
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))

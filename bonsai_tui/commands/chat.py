@@ -1,4 +1,4 @@
-"""`bonsai-tui` with no subcommand: open the chat app on a model file."""
+"""`bonsai-tui` with no subcommand: open the chat app on a model file, or on a server (--endpoint)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from bonsai_tui import hub
+from bonsai_tui.backends import Endpoint, RemoteError
 from bonsai_tui.commands.common import add_sampling_arguments, add_threads_argument, sampling_params
 from bonsai_tui.commands.download import add_model_choice_arguments, model_choice
 from bonsai_tui.demo import demo_model_path
@@ -24,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="try the app on a tiny random-weight model (written on the fly; its replies are noise)",
     )
+    source.add_argument("--endpoint", metavar="URL", help="chat with an OpenAI-compatible server instead "
+                        "(bonsai-tui serve, llama-server, vLLM...), e.g. http://127.0.0.1:8080/v1")
+    parser.add_argument("--api-key", help="the --endpoint's API key")
+    parser.add_argument("--model-name", help="the --endpoint's model to use (default: its first)")
     add_model_choice_arguments(parser)
     parser.add_argument("--ctx", type=int, default=0, help="context size in tokens (default: min(model, 4096))")
     parser.add_argument("--max-tokens", type=int, default=512, help="longest reply, in tokens")
@@ -66,7 +71,17 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--docs-budget must be in (0, 1], not {args.docs_budget:g}")
     if args.model and (args.repo or args.file):
         return _fail("give either --model PATH or --repo/--file, not both")
-    path = _model_path(args)
+    endpoint = None
+    if args.endpoint:
+        if args.repo or args.file:
+            return _fail("give either --endpoint URL or --repo/--file, not both")
+        try:
+            endpoint = Endpoint(args.endpoint, api_key=args.api_key, model_name=args.model_name).connect()
+        except RemoteError as error:
+            return _fail(str(error))
+    elif args.api_key or args.model_name:
+        return _fail("--api-key and --model-name go with --endpoint URL")
+    path = None if endpoint else _model_path(args)
     if path is not None and not path.is_file():
         return _fail(f"{path}: no such file")
 
@@ -82,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         preset=_preset_name(args),
         choose_params=partial(sampling_params, args),
         docs_budget=args.docs_budget,
+        endpoint=endpoint,
     )
     app = BonsaiApp(options)
     app.run()

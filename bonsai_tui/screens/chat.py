@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer
 
+from bonsai_tui.backends import LocalBackend, RemoteBackend
 from bonsai_tui.engine_worker import ReplyGenerator
 from bonsai_tui.generation_settings import MODEL_DEFAULT, GenerationSettings
 from bonsai_tui.screens.chat_documents import ChatDocuments, DocumentsMixin, saved_documents
@@ -32,12 +33,11 @@ from bonsai_tui.screens.reply_streaming import ReplyStreaming
 from bonsai_tui.widgets.attachments import AttachmentBar
 from bonsai_tui.widgets.chat_message import ChatMessage
 from bonsai_tui.widgets.conversation import ConversationView
-from bonsai_tui.widgets.params_panel import ParamsPanel
+from bonsai_tui.widgets.params_panel import MAX_TOKENS_LIMIT, ParamsPanel
 from bonsai_tui.widgets.prompt_input import PromptInput
 from bonsai_tui.widgets.status_bar import ModelSummary, StatusBar
 from engine.model import Model
 from engine.sampling import PRESETS
-from engine.session import ChatSession
 
 WIDE_ENOUGH_FOR_PANEL = 120  # columns from which the sampling panel opens by default
 BUSY_NOTICE = "Bonsai is still replying: press Esc to stop it first (your text stays in the box)."
@@ -65,7 +65,7 @@ class ChatScreen(ReplyStreaming, HistoryDialogs, DocumentsMixin, Screen[None]):
 
     def __init__(
         self,
-        model: Model,
+        model: Model | RemoteBackend,
         settings: GenerationSettings,
         n_ctx: int = 0,
         draft: str = "",
@@ -78,9 +78,11 @@ class ChatScreen(ReplyStreaming, HistoryDialogs, DocumentsMixin, Screen[None]):
         self.sidebar = sidebar  # the history, shown at the left when the app has one
         self.draft = draft
         self.send_draft = send_draft
-        self.model = model
+        # what replies come from: this machine's engine, or a server (`bonsai-tui --endpoint`)
+        self.backend = model if isinstance(model, RemoteBackend) else LocalBackend(model)
+        self.model = getattr(self.backend, "model", None)  # the engine's Model when local
         self.settings = settings
-        self.session = ChatSession(model, n_ctx=n_ctx, params=settings.params)
+        self.session = self.backend.new_session(n_ctx, settings.params)
         self.generator = ReplyGenerator(self, self.session)
         self._reply: ChatMessage | None = None
         self._editing: ChatMessage | None = None
@@ -98,26 +100,24 @@ class ChatScreen(ReplyStreaming, HistoryDialogs, DocumentsMixin, Screen[None]):
                 yield PromptInput(id="prompt")
                 yield StatusBar(self._model_summary(), id="status")
             yield ParamsPanel(
-                self.settings, self.model.default_params(), max_tokens_limit=self.session.n_ctx, id="params"
+                self.settings, self.backend.default_params(), max_tokens_limit=self.session.n_ctx or MAX_TOKENS_LIMIT,
+                id="params",
             )
         yield Footer(compact=True)
 
     def _model_summary(self) -> ModelSummary:
-        return ModelSummary(
-            name=self.model.config.name,
-            size_bytes=self.model.path.stat().st_size,
-            threads=self.model.threads,
-            n_ctx=self.session.n_ctx,
-        )
+        return self.backend.summary(self.session.n_ctx)
 
     def _welcome_text(self) -> str:
         return (
-            f"{self.model.config.name} is ready. Type a message and press Enter.\n"
+            f"{self.backend.name}{' at ' + self.backend.where if self.backend.where else ''} is ready. "
+            "Type a message and press Enter.\n"
             "F2 sampling panel · F1 keys · Ctrl+P every command"
         )
 
     async def on_mount(self) -> None:
         self.query_one("#params", ParamsPanel).display = self.app.size.width >= WIDE_ENOUGH_FOR_PANEL
+        self.query_one("#params", ParamsPanel).mark_ignored(self.backend.ignored_params)
         self.prompt.text = self.draft
         self.prompt.move_cursor(self.prompt.document.end)
         self.prompt.focus()

@@ -194,7 +194,7 @@ class DocumentsMixin:
         conversation_id = self._conversation_id()
         if conversation_id is None or not self.attachment_bar.attachments:
             return
-        model, n_ctx = self.model, self.session.n_ctx
+        model, n_ctx = self.backend, self.session.n_ctx  # backend.tokenize: the engine's, or the server's
         self.searching_documents = True
         try:
             found = await asyncio.to_thread(

@@ -1,7 +1,7 @@
 """Pick a Bonsai model, 1-bit or ternary (sizes, which are downloaded) or delete a downloaded one.
 
 Dismisses with the chosen ModelChoice, or None; the app then opens it, downloading it first if
-needed.
+needed. Its last entry connects to a server instead (an Endpoint, from ConnectScreen).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from textual.widgets import Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
 from bonsai_tui import hub
+from bonsai_tui.backends import Endpoint
 from bonsai_tui.screens.confirm import ConfirmScreen
+from bonsai_tui.screens.connect import ConnectScreen
 
 
 def model_line(choice: hub.ModelChoice, downloaded: dict[tuple[str, str], int]) -> str:
@@ -25,7 +27,10 @@ def model_line(choice: hub.ModelChoice, downloaded: dict[tuple[str, str], int]) 
     return f"{choice.name:<14} {choice.approx_bytes / 1e6:>8,.0f} MB   to download"
 
 
-class ModelsScreen(ModalScreen[hub.ModelChoice | None]):
+CONNECT = "connect"  # the option that opens ConnectScreen
+
+
+class ModelsScreen(ModalScreen[hub.ModelChoice | Endpoint | None]):
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Close"),
         Binding("d,delete", "delete", "Delete download"),
@@ -52,6 +57,7 @@ class ModelsScreen(ModalScreen[hub.ModelChoice | None]):
         options = self.query_one(OptionList)
         options.clear_options()
         options.add_options(Option(model_line(c, downloaded), id=f"{c.repo}/{c.filename}") for c in choices)
+        options.add_option(Option("Connect to a server…   an OpenAI-compatible API elsewhere", id=CONNECT))
         self.choices = {f"{c.repo}/{c.filename}": c for c in choices}
         self.downloaded = downloaded
         options.highlighted = 0
@@ -59,13 +65,20 @@ class ModelsScreen(ModalScreen[hub.ModelChoice | None]):
 
     def _highlighted(self) -> hub.ModelChoice | None:
         options = self.query_one(OptionList)
-        if options.highlighted is None:
+        if options.highlighted is None or options.get_option_at_index(options.highlighted).id == CONNECT:
             return None
         return self.choices[options.get_option_at_index(options.highlighted).id]
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id == CONNECT:
+            self.app.push_screen(ConnectScreen(), self._connected)
+            return
         self.dismiss(self.choices[event.option.id])
+
+    def _connected(self, endpoint: Endpoint | None) -> None:
+        if endpoint is not None:
+            self.dismiss(endpoint)
 
     def action_delete(self) -> None:
         choice = self._highlighted()

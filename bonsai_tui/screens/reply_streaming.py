@@ -69,7 +69,7 @@ class ReplyStreaming(DOMNode):
         self.generator.settle()
         self.status.live_tok_s = None
         self.status.last_stats = done.stats
-        self.status.context_used = len(done.prompt_ids) + len(done.token_ids)
+        self.status.context_used = done.stats.prompt_tokens + done.stats.generated_tokens
         self.refresh_bindings()
         self._announce_change()
         if done.stop_reason == StopReason.CONTEXT_FULL:

@@ -207,6 +207,17 @@ class ParamsPanel(VerticalScroll):
             self._show_error(field_input, "")
         self.query_one("#preset-name", Label).update(self._preset_text())
 
+    def mark_ignored(self, names: frozenset[str]) -> None:
+        """Say which settings the model's server does not take (a remote endpoint): they stay
+        editable, so the conversation keeps them, but the label tells they change nothing there."""
+        for field in SAMPLING_FIELDS:
+            if field.name in names:
+                row = self.query_one(f"#{field.name}", Input).parent
+                label = row.query_one(".param-label", Label)
+                label.update(f"{field.label} (ignored)")
+                label.tooltip = "The server this chat talks to does not take this setting"
+                label.add_class("-ignored")
+
     def _apply(self, settings: GenerationSettings) -> None:
         self.settings = settings
         self.query_one("#preset-name", Label).update(self._preset_text())

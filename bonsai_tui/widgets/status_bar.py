@@ -16,6 +16,7 @@ class ModelSummary:
     size_bytes: int
     threads: int
     n_ctx: int
+    where: str = ""  # a remote server's URL: the chat runs there, not on this machine
 
 
 def human_size(size: int) -> str:
@@ -48,11 +49,14 @@ class StatusBar(Static):
             s = self.last_stats
             parts.append(f"{s.decode_tok_s:.1f} tok/s · prefill {s.prefill_tok_s:.0f} tok/s · TTFT {s.ttft_s:.2f} s")
         used = self.context_used
-        parts += [
-            f"ctx {used}/{m.n_ctx} ({100 * used / m.n_ctx:.0f}%)",
-            f"{m.name} ({human_size(m.size_bytes)})",
-            f"{m.threads} thread{'s' if m.threads > 1 else ''}",
-        ]
+        if m.n_ctx:
+            parts.append(f"ctx {used}/{m.n_ctx} ({100 * used / m.n_ctx:.0f}%)")
+        else:
+            parts.append(f"ctx {used}")
+        if m.where:
+            parts.append(f"{m.name} @ {m.where}")
+        else:
+            parts += [f"{m.name} ({human_size(m.size_bytes)})", f"{m.threads} thread{'s' if m.threads > 1 else ''}"]
         if self.thinking:
             parts.append("thinking on")
         return " │ ".join(parts)
