@@ -89,24 +89,16 @@ async def test_esc_stops_the_reply_and_the_server_frees_its_slot(server: str, mo
         assert len(calls) < 20  # the server stopped too, long before its 200 tokens
 
 
-async def test_settings_the_server_does_not_take_are_marked(server: str) -> None:
-    endpoint = Endpoint(server, api_key=KEY).connect()
+async def test_ignored_settings_are_marked_and_a_server_that_went_away_is_one_line(served_model: engine.Model) -> None:
+    with running_server(ServerOptions(load=lambda: served_model, model_id="m", n_ctx=256)) as url:
+        endpoint = Endpoint(url).connect()
     endpoint.kind = "openai"  # as api.openai.com: no top_k, min_p, repeat_penalty
-    async with remote_app(endpoint).run_test(size=(140, 40)) as pilot:
+    app = remote_app(endpoint)
+    async with app.run_test(size=(140, 40), notifications=True) as pilot:
         screen = await open_chat(pilot)
         labels = [str(label.render()) for label in screen.query(".param-label").results(Label)]
         assert "Top-k (ignored)" in labels and "Min-p (ignored)" in labels and "Repeat penalty (ignored)" in labels
         assert "Temperature" in labels and "Top-p" in labels
-        reply = await send(pilot, screen, "hi")  # the request leaves them out, and still works
-        assert reply.stats.generated_tokens == 12
-
-
-async def test_a_server_that_goes_away_is_one_line(served_model: engine.Model) -> None:
-    with running_server(ServerOptions(load=lambda: served_model, model_id="m", n_ctx=256)) as url:
-        endpoint = Endpoint(url).connect()
-    app = remote_app(endpoint)
-    async with app.run_test(size=(100, 30), notifications=True) as pilot:
-        screen = await open_chat(pilot)
         await pilot.press(*"hello", "enter")
         await wait_for(pilot, lambda: not screen.generator.busy and bool(app._notifications))
         assert [n.message for n in app._notifications] == [

@@ -7,8 +7,6 @@ import json
 import logging
 import re
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -149,16 +147,13 @@ def test_health_is_503_while_the_model_loads(served_model: engine.Model) -> None
         wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, "the model loaded")
 
 
-def test_a_model_that_fails_to_load_is_one_line(tmp_path: Path) -> None:
+def test_a_model_that_fails_to_load_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"not a gguf at all")
-    result = subprocess.run(
-        [sys.executable, "-m", "bonsai_tui.cli", "serve", "--model", str(bad), "--port", str(free_port())],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("bonsai-tui serve: bad.gguf: ")
-    assert "Traceback" not in result.stderr
+    assert cli.main(["serve", "--model", str(bad), "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("bonsai-tui serve: bad.gguf: ")
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
