@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="path to a GGUF file")
     add_model_choice_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8080, help="(default: 8080, as llama-server)")
     parser.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` (all but /health)")
     parser.add_argument("--insecure", action="store_true", help="allow a non-local --host without --api-key")
     parser.add_argument("--alias", default=None, help="the model's id in /v1/models (default: the file name)")
