@@ -257,8 +257,8 @@ class Scheduler:
         if request.prompt_ids is not None:
             prompt = request.prompt_ids
         else:
-            try:
-                prompt = session.render(request.messages or [], request.enable_thinking)
+            try:  # the ids this session would send: its own context where it answered this conversation
+                prompt = session.prompt_ids(request.messages or [], request.enable_thinking)
             except Exception:  # the template fails: any slot will do, and _start reports it
                 return 0
         return common_prefix_length(session.cached_ids, prompt)
@@ -275,9 +275,10 @@ class Scheduler:
         session.logprobs = request.logprobs
         max_tokens = request.max_tokens or session.n_ctx
         if request.messages is not None:
-            job.stream = session.chat(request.messages, max_tokens, request.enable_thinking, constraint=request.constraint)
+            job.stream = session.chat(request.messages, max_tokens, request.enable_thinking,
+                                      constraint=request.constraint, stop=job.stop)
         else:
-            job.stream = session.generate(request.prompt_ids or [], max_tokens, constraint=request.constraint)
+            job.stream = session.generate(request.prompt_ids or [], max_tokens, constraint=request.constraint, stop=job.stop)
         job.send(Started(job.slot or 0))
 
     def _step(self, job: Job) -> None:
@@ -289,9 +290,7 @@ class Scheduler:
                     self._release(job)
                     return
                 self._start(job, session)
-            if job.stop.is_set():
-                session.cancel()
-            event = next(job.stream)
+            event = next(job.stream)  # job.stop (a client gone, the server stopping) ends it, in prefill too
         except Exception as error:  # a prompt past the context, a template error, or a bug: the route says which
             if not isinstance(error, (EngineError, ValueError)):
                 log.error("generation failed", exc_info=error)
