@@ -108,6 +108,7 @@ def main() -> None:
     print(f"compile the model-card schema + first matcher (per request): {ms(compile_times)}")
 
     per_token(model, model.config.n_vocab)  # warm up
+    decode_step(model, steps=2)  # warm up: the first steps start threads and touch the weights
     step = decode_step(model)
     print(f"one decode step (forward of one token): {ms(step)}")
     for name, seconds in per_token(model, model.config.n_vocab).items():
