@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from bonsai_tui.documents.retrieve import (
     query_terms,
     retrieve,
 )
-from bonsai_tui.documents.service import DocumentService
+from bonsai_tui.documents.chunk import estimate_tokens
+from bonsai_tui.documents.service import MIN_BUDGET_TOKENS, DocumentService
 from bonsai_tui.store import Store
 from tests.test_documents import write_pdf
 
@@ -259,3 +261,28 @@ def test_the_readme_example_over_assets_docs(
     ]
     assert cli.main(args + ["--prompt", "How big is Bonsai-8B on disk?"]) == 0
     assert capsys.readouterr().err.startswith("[sources: assets/docs/models.rst:1-17]\n")
+
+
+def test_a_best_passage_too_big_for_the_budget_is_cut_to_its_first_lines(folder: Path, store: Store) -> None:
+    index = DocumentIndex(store)
+    ids = index.index([folder / "handbook"]).document_ids
+    question = "How many days of annual leave do I get?"
+    whole = retrieve(index, question, ids, 1000).sources[0]
+    budget = len(context_block([replace(whole, end_line=5, text="\n".join(whole.text.split("\n")[:5]))])) // 4 + 1
+    (cut,) = retrieve(index, question, ids, budget).sources
+    assert (cut.start_line, cut.end_line) == (1, 5)
+    assert cut.text == "# Leave policy\n\n## Annual leave\n\nEvery employee accrues 25 days of paid annual leave per calendar year."
+
+
+def test_a_nearly_full_conversation_gets_a_smaller_block(tmp_path: Path, store: Store) -> None:
+    docs = tmp_path / "parts"
+    docs.mkdir()
+    for number in range(1, 6):
+        (docs / f"part{number}.txt").write_text(f"Part {number}. " + "The sky is blue. " * number * 10)
+    service = DocumentService(store)
+    chat = store.create_conversation()
+    service.attach(chat, docs)
+    roomy, _ = service.context_for_conversation(chat, "blue sky", 4096)
+    tight, _ = service.context_for_conversation(chat, "blue sky", 4096, free_tokens=0)
+    assert len(roomy.sources) == 5 and len(tight.sources) == 1
+    assert estimate_tokens(tight.block) <= MIN_BUDGET_TOKENS < estimate_tokens(roomy.block)

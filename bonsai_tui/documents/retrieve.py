@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from bonsai_tui.documents.chunk import estimate_tokens
@@ -123,7 +123,29 @@ def retrieve(
         source = Source(display_path(hit.path), hit.start_line, hit.end_line, hit.heading, round(hit.score, 4), hit.text)
         if count_tokens(context_block(chosen + [source])) <= budget_tokens:
             chosen.append(source)
+        elif not chosen:  # the best passage alone is too big: its first lines, rather than nothing
+            shortened = _first_lines_that_fit(source, budget_tokens, count_tokens)
+            if shortened is not None:
+                chosen.append(shortened)
     return Retrieval(chosen, context_block(chosen))
+
+
+def _first_lines_that_fit(source: Source, budget_tokens: int, count_tokens: Callable[[str], int]) -> Source | None:
+    """The passage cut to as many of its first lines as fit (its line range cut with it), or None.
+    A passage's lines are its file's lines start_line..end_line, one for one."""
+    lines = source.text.split("\n")
+    if len(lines) != source.end_line - source.start_line + 1:
+        return None  # a piece of one long line
+    fitting: Source | None = None
+    low, high = 1, len(lines) - 1
+    while low <= high:  # the most lines that fit (fewer lines, fewer tokens)
+        middle = (low + high) // 2
+        candidate = replace(source, end_line=source.start_line + middle - 1, text="\n".join(lines[:middle]))
+        if count_tokens(context_block([candidate])) <= budget_tokens:
+            fitting, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    return fitting
 
 
 def _relevant(index: DocumentIndex, terms: list[str], hits: list[Hit]) -> list[Hit]:

@@ -15,6 +15,7 @@ from bonsai_tui.documents.retrieve import DEFAULT_BUDGET_FRACTION, Retrieval, bu
 from bonsai_tui.store import Store
 
 TokenCounter = Callable[[str], int]
+MIN_BUDGET_TOKENS = 256  # below this the conversation is full anyway: the context-full dialog follows
 
 
 class DocumentService:
@@ -61,11 +62,15 @@ class DocumentService:
         question: str,
         context_tokens: int,
         count_tokens: TokenCounter = estimate_tokens,
+        free_tokens: int | None = None,
     ) -> tuple[Retrieval, IndexReport] | None:
         """The context for a question in a conversation with attachments (changed files are
-        re-indexed first); None when it has none."""
+        re-indexed first); None when it has none. The block takes the budget's share of the
+        context, or less when only `free_tokens` are left (never under MIN_BUDGET_TOKENS)."""
         if not self.index.attachments(conversation_id):
             return None
         report = self.index.refresh(conversation_id)
         budget = budget_for(context_tokens, self.budget_fraction)
+        if free_tokens is not None:
+            budget = min(budget, max(free_tokens, MIN_BUDGET_TOKENS))
         return retrieve(self.index, question, report.document_ids, budget, count_tokens), report

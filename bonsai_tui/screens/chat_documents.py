@@ -22,6 +22,7 @@ from textual import work
 from textual.worker import get_current_worker
 from textual.app import SystemCommand
 
+from bonsai_tui.documents.chunk import estimate_tokens
 from bonsai_tui.documents.index import DocumentIndexError, IndexReport, Progress
 from bonsai_tui.documents.retrieve import context_prompt
 from bonsai_tui.documents.service import DocumentService
@@ -195,11 +196,14 @@ class DocumentsMixin:
         if conversation_id is None or not self.attachment_bar.attachments:
             return
         model, n_ctx = self.backend, self.session.n_ctx  # backend.tokenize: the engine's, or the server's
+        # what the conversation already fills, the reply's room, and the question itself stay free
+        reserve = min(self.settings.max_tokens, n_ctx // 2)
+        free = n_ctx - self.status.context_used - reserve - estimate_tokens(question.content)
         self.searching_documents = True
         try:
             found = await asyncio.to_thread(
                 self.documents.service.context_for_conversation,
-                conversation_id, question.content, n_ctx, lambda text: len(model.tokenize(text)),
+                conversation_id, question.content, n_ctx, lambda text: len(model.tokenize(text)), free,
             )
         except (DocumentIndexError, StoreError) as error:
             self.notify(f"The documents were not searched: {error}", severity="error")
