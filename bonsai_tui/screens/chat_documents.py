@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 ATTACH_COMMAND = "/attach"
 PROGRESS_INTERVAL = 0.1  # seconds between two progress bar updates
-NOTES_SHOWN = 3  # skipped files named in the notice; the rest are counted
+NOTES_SHOWN = 3
+UNKNOWN_CONTEXT_TOKENS = 4096  # the context assumed for the budget when a server does not say its own  # skipped files named in the notice; the rest are counted
 
 
 @dataclass
@@ -195,7 +196,8 @@ class DocumentsMixin:
         conversation_id = self._conversation_id()
         if conversation_id is None or not self.attachment_bar.attachments:
             return
-        model, n_ctx = self.backend, self.session.n_ctx  # backend.tokenize: the engine's, or the server's
+        model = self.backend  # backend.tokenize: the engine's, or the server's
+        n_ctx = self.session.n_ctx or UNKNOWN_CONTEXT_TOKENS  # a server that does not say
         # what the conversation already fills, the reply's room, and the question itself stay free
         reserve = min(self.settings.max_tokens, n_ctx // 2)
         free = n_ctx - self.status.context_used - reserve - estimate_tokens(question.content)
