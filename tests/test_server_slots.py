@@ -18,6 +18,8 @@ from serverutil import running_server, wait_until
 import engine
 from bonsai_tui import cli
 from bonsai_tui.server.app import ServerOptions, create_app
+from bonsai_tui.server.slots import Delta, Started, StopStrings, merged
+from engine.session import TokenEvent
 
 HELLO = [{"role": "user", "content": "hello there"}]
 
@@ -193,3 +195,17 @@ def test_one_log_line_per_request(served_model: engine.Model, caplog: pytest.Log
     assert len(lines) == 2
     assert re.fullmatch(r"POST /v1/chat/completions 200 [\d.]+ s prompt \d+ \(cached \d+\), 4 tokens, [\d.]+ tok/s, length", lines[0])
     assert re.fullmatch(r"POST /v1/chat/completions 400 [\d.]+ s", lines[1])
+
+
+def test_stop_strings_hold_back_only_what_may_begin_one() -> None:
+    stops = StopStrings(("END", "\n\n"))
+    assert [stops.push(t) for t in ("ab", "cE", "N", "x E", "N", "D and more")] == ["ab", "c", "", "ENx ", "", ""]
+    assert stops.matched and stops.flush() == ""
+    unmatched = StopStrings(("END",))
+    assert unmatched.push("the EN") == "the " and unmatched.flush() == "EN"
+
+
+def test_deltas_that_arrive_together_leave_as_one() -> None:
+    first, second = (TokenEvent(1, "a", 0, 0.0), TokenEvent(2, "b", 1, 0.0))
+    events = merged([Started(0), Delta("a", (first,)), Delta("b", (second,))])
+    assert events == [Started(0), Delta("ab", (first, second))]

@@ -60,7 +60,7 @@ def error_for(error: Exception) -> APIError:
 async def next_event(job: Job, request: Request) -> Any:
     while True:
         try:
-            return await asyncio.wait_for(job.events.get(), DISCONNECT_POLL_S)
+            return await asyncio.wait_for(job.next(), DISCONNECT_POLL_S)
         except asyncio.TimeoutError:
             if await request.is_disconnected():
                 raise ClientGone() from None
@@ -82,7 +82,7 @@ async def stream_events(job: Job, reply: Reply, include_usage: bool, request: Re
         if reply.kind == "chat":
             yield sse(reply.first_chunk())
         while True:
-            event = await job.events.get()
+            event = await job.next()
             if isinstance(event, Delta):
                 yield sse(reply.chunk(event.text, event.tokens))
             elif isinstance(event, Finished):

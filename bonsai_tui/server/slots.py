@@ -7,8 +7,10 @@ token at a time in turn: model weights and scratch buffers are shared, so two fo
 at once, and two streams both advance. Requests beyond the slots wait in a bounded queue; past
 it `submit` refuses (the route answers 503 with Retry-After).
 
-Routes talk to a Job through an asyncio queue of events: Started (the prompt fits and the reply
-has begun) -> Delta* (text, with the tokens that made it) -> Finished, or Failed at any point.
+Routes talk to a Job through `await job.next()`: Started (the prompt fits and the reply has
+begun) -> Delta* (text, with the tokens that made it) -> Finished, or Failed at any point. The
+engine thread hands events to the loop in batches (one wake-up per batch), and deltas that
+arrive together leave as one chunk.
 Setting `job.stop` (a client that went away) ends the reply before its next token.
 """
 
@@ -73,6 +75,17 @@ class Failed:
 JobEvent = Started | Delta | Finished | Failed
 
 
+def merged(events: list[JobEvent]) -> list[JobEvent]:
+    """Adjacent deltas as one (their text joined, their tokens in order)."""
+    out: list[JobEvent] = []
+    for event in events:
+        if isinstance(event, Delta) and out and isinstance(out[-1], Delta):
+            out[-1] = Delta(out[-1].text + event.text, out[-1].tokens + event.tokens)
+        else:
+            out.append(event)
+    return out
+
+
 class QueueFull(Exception):
     pass
 
@@ -135,12 +148,34 @@ class Job:
 
     def __post_init__(self) -> None:
         self.stops = StopStrings(self.request.stop)
+        self._outbox: list[JobEvent] = []  # sent by the engine thread, not yet handed to the loop
+        self._outbox_lock = threading.Lock()
+        self._wake_pending = False
+        self._ready: list[JobEvent] = []  # handed over, not yet read (the loop's side)
 
     def send(self, event: JobEvent) -> None:
+        """From the engine thread. The loop is woken once per batch, not once per token: when it
+        is busy (a slow client, a loaded machine), tokens wait together and leave as one chunk."""
+        with self._outbox_lock:
+            self._outbox.append(event)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
         try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+            self.loop.call_soon_threadsafe(self._hand_over)
         except RuntimeError:  # the server's loop is closed: nobody is listening any more
             pass
+
+    def _hand_over(self) -> None:
+        with self._outbox_lock:
+            batch, self._outbox, self._wake_pending = self._outbox, [], False
+        self.events.put_nowait(batch)
+
+    async def next(self) -> JobEvent:
+        """The next event, on the loop; deltas that arrived together come merged."""
+        if not self._ready:
+            self._ready = merged(await self.events.get())
+        return self._ready.pop(0)
 
     def on_token(self, event: TokenEvent) -> None:
         self.token_chars += len(event.text)
