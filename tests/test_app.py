@@ -14,7 +14,7 @@ from textual.widgets import Input, Static
 
 import bonsai_tui.screens.loading
 import engine.session
-from bonsai_tui.app import BonsaiApp, ChatOptions
+from bonsai_tui.app import SWITCH_NOTICE, BonsaiApp, ChatOptions
 from bonsai_tui.cli import parse
 from bonsai_tui.commands import chat as chat_command
 from bonsai_tui.screens.chat import ChatScreen
@@ -190,6 +190,20 @@ async def test_sending_while_busy_is_refused_and_keeps_the_text(tiny_model_path:
         await pilot.press("enter")  # once the reply is done, it goes
         await wait_for(pilot, lambda: not screen.generator.busy and len(screen.chat_messages) == 4)
         assert screen.chat_messages[2].content == "second"
+
+
+async def test_switching_models_mid_reply_is_refused_until_it_ends(tiny_model_path: Path, paused_engine: PausedEngine) -> None:
+    app = make_app(tiny_model_path, max_tokens=100)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        screen = await open_chat(pilot)
+        await start_paused_reply(pilot, screen, "hello")
+        app.action_models()
+        await pilot.pause()
+        assert app.screen is screen and [n.message for n in app._notifications][-1] == SWITCH_NOTICE
+        await pilot.press("escape")
+        paused_engine.release()
+        await wait_for(pilot, lambda: not screen.generator.busy)
+        assert app._replying_chat() is None  # now the picker would open
 
 
 async def test_quitting_mid_reply_stops_the_engine(tiny_model_path: Path, paused_engine: PausedEngine) -> None:
