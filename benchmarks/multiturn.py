@@ -36,11 +36,11 @@ def finish(events) -> DoneEvent:
     return done
 
 
-def three_turns(model: Model, reply: int) -> tuple[ChatSession, list[dict[str, str]], DoneEvent]:
+def three_turns(model: Model, reply: int, turns: int) -> tuple[ChatSession, list[dict[str, str]], DoneEvent]:
     session = ChatSession(model, n_ctx=4096, params=SamplingParams(temperature=0.8, top_k=40, top_p=0.95, seed=1))
     messages: list[dict[str, str]] = []
     first = None
-    for turn, question in enumerate(QUESTIONS, 1):
+    for turn, question in enumerate(QUESTIONS[:turns], 1):
         messages.append({"role": "user", "content": question})
         done = finish(session.chat(messages, max_tokens=reply))
         first = first or done
@@ -96,12 +96,14 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--reply", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--agreement-only", action="store_true", help="part 2 only (a cheap check on a small model)")
     args = parser.parse_args()
     model = Model(args.model, threads=args.threads)
     finish(ChatSession(model, n_ctx=256).generate(model.tokenize("warm up"), max_tokens=2))
-    session, _, first = three_turns(model, args.reply)
+    session, _, first = three_turns(model, args.reply, 1 if args.agreement_only else len(QUESTIONS))
     both_ways(model, session, first)
-    stop_during_prefill(model)
+    if not args.agreement_only:
+        stop_during_prefill(model)
 
 
 if __name__ == "__main__":
