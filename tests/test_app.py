@@ -492,3 +492,32 @@ def test_cli_rejects_bad_input_with_one_line(argv: list[str], message: str, caps
     assert chat_command.run(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+async def test_a_streaming_reply_is_plain_text_then_markdown_once_it_ends() -> None:
+    from textual.app import App
+    from textual.widgets import Markdown
+
+    from engine.session import GenerationStats
+
+    class OneMessage(App[None]):
+        def compose(self):
+            yield ChatMessage("assistant")
+
+    app = OneMessage()
+    async with app.run_test() as pilot:
+        message = app.query_one(ChatMessage)
+        message.start_stream()
+        await message.append("<think>hmm</think>\n\n**bold** and")
+        await message.append(" more")
+        await pilot.pause()
+        streaming = message.query_one(".message-streaming", Static)
+        assert streaming.display and not message.query_one(".message-text", Markdown).display
+        assert str(streaming.render()) == "**bold** and more"  # as written: no Markdown parsed yet
+        assert str(message.query_one(".thinking-streaming", Static).render()) == "hmm"
+        stats = GenerationStats(prompt_tokens=3, cached_tokens=0, generated_tokens=5, prefill_s=0.1, decode_s=0.2, ttft_s=0.1)
+        await message.finish("<think>hmm</think>\n\n**bold** and more", stats, StopReason.EOS)
+        await pilot.pause()
+        assert not streaming.display and message.query_one(".message-text", Markdown).display
+        assert message.query_one(".message-text", Markdown).source == "**bold** and more"
+        assert message.query_one(".thinking-text", Markdown).source == "hmm"

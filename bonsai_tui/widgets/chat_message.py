@@ -13,7 +13,6 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Collapsible, Label, Markdown, Static
-from textual.widgets.markdown import MarkdownStream
 
 from engine.session import GenerationStats, StopReason
 
@@ -83,6 +82,11 @@ def format_stats(stats: GenerationStats, stop_reason: StopReason) -> str:
     return " · ".join(parts)
 
 
+def _hidden(widget: Static) -> Static:
+    widget.display = False
+    return widget
+
+
 class ChatMessage(Vertical, can_focus=True):
     """A message bubble. Replies stream in through `append` and end with `finish`."""
 
@@ -121,7 +125,6 @@ class ChatMessage(Vertical, can_focus=True):
         self.content = content
         self.stats = stats
         self.stop_reason = stop_reason
-        self._streams: dict[str, MarkdownStream] = {}
         self._shown = ReplyParts("", "", False)
 
     @property
@@ -142,12 +145,11 @@ class ChatMessage(Vertical, can_focus=True):
         with Collapsible(title="Thinking", collapsed=True, classes="thinking") as thinking:
             thinking.display = bool(parts.thinking)
             yield Markdown(parts.thinking, classes="thinking-text")
+            yield _hidden(Static("", markup=False, classes="thinking-streaming"))
         yield Markdown(self._shown_answer(parts.answer), classes="message-text")
-        # while the reply streams its answer is plain text here, rendered as Markdown once at the
-        # end: re-parsing a growing Markdown block per batch cost the engine a third of its speed
-        streaming = Static("", markup=False, classes="message-streaming")
-        streaming.display = False
-        yield streaming
+        # while the reply streams, its text is plain here and rendered as Markdown once at the end:
+        # re-parsing a growing Markdown block per batch cost the engine a third of its speed
+        yield _hidden(Static("", markup=False, classes="message-streaming"))
         yield Static(self._stats_text(), classes="message-stats")
         self._shown = parts
 
@@ -182,20 +184,16 @@ class ChatMessage(Vertical, can_focus=True):
         self.stats = self.stop_reason = None
         self._shown = ReplyParts("", "", False)
         self.query_one(".message-stats", Static).update(self._stats_text())
-        self.query_one(".message-text", Markdown).display = False
-        self.query_one(".message-streaming", Static).display = True
-
-    def _stream(self, name: str) -> MarkdownStream:
-        if name not in self._streams:
-            self._streams[name] = Markdown.get_stream(self.query_one(f".{name}", Markdown))
-        return self._streams[name]
+        for name in ("message", "thinking"):
+            self.query_one(f".{name}-text", Markdown).display = False
+            self.query_one(f".{name}-streaming", Static).display = True
 
     async def append(self, text: str) -> None:
         self.content += text
         parts = split_thinking(self.content)
         if parts.thinking != self._shown.thinking:
             self.query_one(".thinking", Collapsible).display = True
-            await self._stream("thinking-text").write(parts.thinking[len(self._shown.thinking) :])
+            self.query_one(".thinking-streaming", Static).update(parts.thinking)
         if parts.answer != self._shown.answer:
             self.query_one(".message-streaming", Static).update(parts.answer)
         self._shown = parts
@@ -205,12 +203,11 @@ class ChatMessage(Vertical, can_focus=True):
         stream had not completed yet)."""
         if text.startswith(self.content):
             await self.append(text[len(self.content) :])
-        for stream in self._streams.values():
-            await stream.stop()
-        self._streams.clear()
         await self.query_one(".message-text", Markdown).update(self._shown_answer(self._shown.answer))
-        self.query_one(".message-text", Markdown).display = True
-        self.query_one(".message-streaming", Static).display = False
+        await self.query_one(".thinking-text", Markdown).update(self._shown.thinking)
+        for name in ("message", "thinking"):
+            self.query_one(f".{name}-text", Markdown).display = True
+            self.query_one(f".{name}-streaming", Static).display = False
         self.stats, self.stop_reason = stats, stop_reason
         self.streaming = False
         self.set_class(stop_reason == StopReason.CANCELLED, "-stopped")
