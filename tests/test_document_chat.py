@@ -14,19 +14,14 @@ from bonsai_tui.store import Store
 from bonsai_tui.widgets.attachments import AttachmentChip
 from bonsai_tui.widgets.sources import NOTHING_FOUND_LABEL, SourceButton, SourceList
 from test_app import make_app, open_chat, wait_for
-from test_document_index import HANDBOOK
+from test_document_index import HANDBOOK, write_handbook
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    for name, text in HANDBOOK.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    (root / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    return root
+    return write_handbook(tmp_path / "docs")
 
 
 async def enter(pilot, screen, text: str) -> None:

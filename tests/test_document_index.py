@@ -57,14 +57,19 @@ Remember to file the quarterly report.
 }
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
+def write_handbook(root: Path) -> Path:
+    """The HANDBOOK files under `root`, and a PNG (to be skipped)."""
     for name, text in HANDBOOK.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    write_pdf(root / "board-minutes.pdf", [["Board minutes, March", "The board approved the new office lease."]])
     (root / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = write_handbook(tmp_path / "docs")
+    write_pdf(root / "board-minutes.pdf", [["Board minutes, March", "The board approved the new office lease."]])
     return root
 
 
