@@ -101,7 +101,7 @@ async def test_models_picker_shows_sizes_downloads_and_deletes(hf_cache: Path, m
         hub.download(hub.DEFAULT_MODEL)
     app = PickerApp()
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: isinstance(app.screen, ModelsScreen) and len(option_texts(app)) == 7)
         assert option_texts(app) == [
             "Bonsai 1.7B         2.0 MB   downloaded",
             "Bonsai 4B           572 MB   to download",
