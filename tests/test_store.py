@@ -435,7 +435,9 @@ async def test_the_app_keeps_one_store_across_model_loads_and_closes_it(
     async with app.run_test() as pilot:
         await until(pilot, lambda: isinstance(app.screen, ChatScreen))
         first_chat = app.screen
+        await until(pilot, lambda: bool(first_chat.query("#prompt")) and first_chat.prompt.has_focus)
         app.call_later(app._open_model, tiny_model_path)  # the user picks a model again
         await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen is not first_chat)
+        await until(pilot, lambda: bool(app.screen.query("#prompt")) and app.screen.prompt.has_focus)  # settled
         assert len(opened) == 1 and not opened[0].closed
     assert [store.closed for store in opened] == [True]
