@@ -58,10 +58,10 @@ def main() -> None:
     rows = []
     for label, path, llama_opens in replicas(args.size):
         mine = ours(path, args.p, args.n, args.threads)
-        print(json.dumps({"model": label, "engine": "bonsai-tui", **mine}), flush=True)
+        print(json.dumps({**mine, "model": label, "engine": "bonsai-tui"}), flush=True)
         theirs = llama(path, args.p, args.n, args.threads) if llama_opens else None
         if theirs is not None:
-            print(json.dumps({"model": label, "engine": "llama.cpp", **theirs}), flush=True)
+            print(json.dumps({**theirs, "model": label, "engine": "llama.cpp"}), flush=True)
         rows.append(row(label, path, args.p, args.n, mine, theirs))
     print("\n".join(rows))
 
