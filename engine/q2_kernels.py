@@ -135,7 +135,7 @@ q2_g64_block_q8_accumulate = _block_step(1)
 
 @njit(cache=True, nogil=True)
 def quantize_q8_interleaved(x: np.ndarray, xq: np.ndarray, neg_sums: np.ndarray, scales: np.ndarray) -> None:
-    """x -> int8 per 32 values (scale = max|x| / 127, as kernels.quantize_q8), in the codes' order.
+    """x -> int8 per 32 values (scale = max|x| / 127, as lanes.quantize_rows), in the codes' order.
 
     Within each group of 64, xq[16 s + k] is the code of x[4 k + s]. Lane i of a group (its bytes
     4i..4i+3) then covers x[16 (i % 4) + 4 t + s], t < 4, all in 32-block (i % 4) // 2: scales[lane]
