@@ -10,7 +10,7 @@ from textual.widgets import OptionList
 
 from bonsai_tui import cli, hub
 from bonsai_tui.hub_files import pick_ternary_gguf
-from conftest import point_at
+from conftest import point_at, until
 from fakehub import FakeHub
 from test_first_run import PickerApp, option_texts
 
@@ -84,7 +84,7 @@ async def test_picker_shows_ternary_sizes_and_downloads(ternary_hub: FakeHub) ->
     hub.download(TERNARY_4B)
     app = PickerApp()
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause()
+        await until(pilot, lambda: len(option_texts(app)) >= 6)
         assert option_texts(app)[3:6] == [
             "Ternary 1.7B        457 MB   to download",
             "Ternary 4B          0.2 MB   downloaded",
