@@ -130,14 +130,22 @@ class BonsaiApp(App[None]):
     async def _open_model(self, path: Path | None) -> None:
         if path is None:
             return
+        await self._leave_chats()
+        self.push_screen(LoadingScreen(path, self.options.threads), self._model_loaded)
+
+    async def _leave_chats(self) -> None:
+        """Close the chats on the stack before another model or server takes over, and free the
+        models they ran on (their thread pools; a model switch would otherwise keep every old one)."""
         chat = self._replying_chat()
         if chat is not None:
             # a download ended while a reply streams: the old model's forward must end before the
             # new one warms up (two threads in Numba's parallel kernels at once is not allowed)
             await chat.generator.finish()
-        while len(self.screen_stack) > 1:  # switching models: the old chat (and its model) goes
+        models = {id(s.model): s.model for s in self.screen_stack if isinstance(s, ChatScreen) and s.model is not None}
+        while len(self.screen_stack) > 1:
             self.pop_screen()
-        self.push_screen(LoadingScreen(path, self.options.threads), self._model_loaded)
+        for model in models.values():
+            model.close()
 
     def action_models(self) -> None:
         if self._replying_chat() is not None:
@@ -155,11 +163,7 @@ class BonsaiApp(App[None]):
         """Chat with a connected OpenAI-compatible server (--endpoint, or "Connect to a server")."""
         if endpoint is None:
             return
-        chat = self._replying_chat()
-        if chat is not None:
-            await chat.generator.finish()
-        while len(self.screen_stack) > 1:  # the local chat (and its model) goes
-            self.pop_screen()
+        await self._leave_chats()
         backend = RemoteBackend(endpoint)
         if self.history is not None:
             self.history.close()

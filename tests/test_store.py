@@ -440,4 +440,5 @@ async def test_the_app_keeps_one_store_across_model_loads_and_closes_it(
         await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen is not first_chat)
         await until(pilot, lambda: bool(app.screen.query("#prompt")) and app.screen.prompt.has_focus)  # settled
         assert len(opened) == 1 and not opened[0].closed
+        assert first_chat.model.closed and not app.screen.model.closed  # the old model's pool is freed
     assert [store.closed for store in opened] == [True]
