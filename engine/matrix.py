@@ -78,6 +78,26 @@ def kernel_names(int8: bool) -> dict[str, str]:
     return {"decode": f"int8 {isa} GEMV", "prefill": f"int8 {isa} GEMM"}
 
 
+def tiled_product(x: np.ndarray, rows: int, pool: ThreadPoolExecutor, dequantize) -> np.ndarray:
+    """x @ W.T for a batch [T, cols] of a packed [rows, cols] matrix, by tiles of its rows: each
+    `dequantize(start, stop, tile)` unpacks rows start..stop to float32 in the thread's buffer and
+    BLAS multiplies it. The tiles are shared among the pool's threads (the exact path's prefill)."""
+    cols = x.shape[1]
+    out = np.empty((x.shape[0], rows), dtype=np.float32)
+    tile_rows = max(1, TILE_BYTES // (4 * cols))
+    starts = np.arange(0, rows, tile_rows)
+
+    def share(job_starts: np.ndarray) -> None:
+        for start in job_starts:
+            stop = min(int(start) + tile_rows, rows)
+            tile = tile_buffer((stop - start) * cols).reshape(-1, cols)
+            dequantize(int(start), stop, tile)
+            np.matmul(x, tile.T, out=out[:, start:stop])
+
+    list(pool.map(share, np.array_split(starts, min(len(starts), JOBS_PER_MATRIX))))  # re-raises errors
+    return out
+
+
 class Q1Matrix:
     """A [rows, cols] Q1_0 matrix, 1-bit in memory in one of two layouts of the file's bytes.
 
@@ -125,20 +145,7 @@ class Q1Matrix:
             return out[: x.shape[0], : self.rows]
         if x.shape[0] <= self.gemv_max_rows:
             return np.stack([self.matvec(self.encode(row)) for row in x])
-        out = np.empty((x.shape[0], self.rows), dtype=np.float32)
-        tile_rows = max(1, TILE_BYTES // (4 * self.cols))
-        starts = np.arange(0, self.rows, tile_rows)
-        jobs = [(share, tile_rows) for share in np.array_split(starts, min(len(starts), JOBS_PER_MATRIX))]
-        list(self.pool.map(lambda job: self._tiles_product(x, *job, out), jobs))  # re-raises errors
-        return out
-
-    def _tiles_product(self, x: np.ndarray, starts: np.ndarray, tile_rows: int, out: np.ndarray) -> None:
-        """One worker's share: unpack each tile of rows into this thread's buffer, multiply it."""
-        for start in starts:
-            stop = min(int(start) + tile_rows, self.rows)
-            tile = tile_buffer((stop - start) * self.cols).reshape(-1, self.cols)
-            kernels.q1_dequantize(self.tiles, int(start), stop, tile)
-            np.matmul(x, tile.T, out=out[:, start:stop])
+        return tiled_product(x, self.rows, self.pool, lambda start, stop, tile: kernels.q1_dequantize(self.tiles, start, stop, tile))
 
     def rows_as_float(self, ids: np.ndarray) -> np.ndarray:
         out = np.empty((len(ids), self.cols), dtype=np.float32)

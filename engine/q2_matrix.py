@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import q2_kernels
-from engine.matrix import GEMV_MAX_ROWS, INT8_GEMV_MAX_ROWS, JOBS_PER_MATRIX, TILE_BYTES, tile_buffer
+from engine.matrix import GEMV_MAX_ROWS, INT8_GEMV_MAX_ROWS, tiled_product
 
 
 @dataclass
@@ -65,20 +65,7 @@ class Q2Matrix:
         """x @ W.T for x of shape [T, cols] -> [T, rows]."""
         if x.shape[0] <= self.gemv_max_rows:
             return np.stack([self.matvec(self.encode(row)) for row in x])
-        out = np.empty((x.shape[0], self.rows), dtype=np.float32)
-        tile_rows = max(1, TILE_BYTES // (4 * self.cols))
-        starts = np.arange(0, self.rows, tile_rows)
-        jobs = [(share, tile_rows) for share in np.array_split(starts, min(len(starts), JOBS_PER_MATRIX))]
-        list(self.pool.map(lambda job: self._tiles_product(x, *job, out), jobs))  # re-raises errors
-        return out
-
-    def _tiles_product(self, x: np.ndarray, starts: np.ndarray, tile_rows: int, out: np.ndarray) -> None:
-        """One worker's share: unpack each tile of rows into this thread's buffer, multiply it."""
-        for start in starts:
-            stop = min(int(start) + tile_rows, self.rows)
-            tile = tile_buffer((stop - start) * self.cols).reshape(-1, self.cols)
-            q2_kernels.q2_dequantize(self.tiles, int(start), stop, tile)
-            np.matmul(x, tile.T, out=out[:, start:stop])
+        return tiled_product(x, self.rows, self.pool, lambda start, stop, tile: q2_kernels.q2_dequantize(self.tiles, start, stop, tile))
 
     def rows_as_float(self, ids: np.ndarray) -> np.ndarray:
         out = np.empty((len(ids), self.cols), dtype=np.float32)
