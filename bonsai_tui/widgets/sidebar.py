@@ -106,6 +106,7 @@ class ConversationSidebar(Vertical):
         self._search_timer: Timer | None = None  # set while a search waits for typing to pause
         self._readings = 0  # reloads asked for; the list shows the last one when _shown == _readings
         self._shown = 0
+        self._search = ""  # the search box's text
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="Search  ( / )", id="sidebar-search")
@@ -119,7 +120,7 @@ class ConversationSidebar(Vertical):
 
     @property
     def search_text(self) -> str:
-        return self.query_one("#sidebar-search", Input).value
+        return self._search  # kept from the box's Changed events: a reload may come before the box is composed
 
     @property
     def option_list(self) -> OptionList:
@@ -187,7 +188,8 @@ class ConversationSidebar(Vertical):
             self._show_options(self.conversations)
 
     @on(Input.Changed, "#sidebar-search")
-    def _search_changed(self) -> None:
+    def _search_changed(self, event: Input.Changed) -> None:
+        self._search = event.value
         if self._search_timer is not None:
             self._search_timer.stop()
         self._search_timer = self.set_timer(SEARCH_PAUSE_S, self.reload)
