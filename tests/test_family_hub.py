@@ -9,7 +9,7 @@ import pytest
 from textual.widgets import OptionList
 
 from bonsai_tui import cli, hub
-from bonsai_tui.hub_files import pick_ternary_gguf
+from bonsai_tui.hub.repo_files import pick_ternary_gguf
 from conftest import point_at, until
 from fakehub import FakeHub
 from test_first_run import PickerApp, option_texts

@@ -16,6 +16,7 @@ from textual.widgets import Label, ProgressBar
 from textual.widgets._footer import FooterKey
 
 from bonsai_tui import cli, hub
+from bonsai_tui.hub import resumable_download
 from bonsai_tui.screens.download import DownloadScreen, transfer_text
 from conftest import closed_port_url, point_at, until
 from fakehub import FakeHub
@@ -132,7 +133,7 @@ def test_offline_mode_without_a_copy(hf_cache: Path, monkeypatch) -> None:
 
 
 def test_disk_full_says_how_much_and_where(fake_hub: FakeHub, monkeypatch, hf_cache: Path) -> None:
-    monkeypatch.setattr(hub.shutil, "disk_usage", lambda where: type("Usage", (), {"free": 1_000_000})())
+    monkeypatch.setattr(resumable_download.shutil, "disk_usage", lambda where: type("Usage", (), {"free": 1_000_000})())
     with pytest.raises(hub.DiskFull) as caught:
         hub.download(hub.DEFAULT_MODEL)
     blobs = hf_cache / "models--prism-ml--Bonsai-1.7B-gguf" / "blobs"
@@ -164,12 +165,12 @@ class FillingDisk:
 
 
 def test_disk_filling_up_mid_download_keeps_the_part_for_later(fake_hub: FakeHub, monkeypatch, hf_cache: Path) -> None:
-    monkeypatch.setattr(hub, "open", lambda path, mode: FillingDisk(open(path, mode), room=1 << 20), raising=False)
+    monkeypatch.setattr(resumable_download, "open", lambda path, mode: FillingDisk(open(path, mode), room=1 << 20), raising=False)
     with pytest.raises(hub.DiskFull) as caught:
         hub.download(hub.DEFAULT_MODEL)
     assert caught.value.needed == len(CONTENT) - (1 << 20)
     assert caught.value.where == hf_cache / "models--prism-ml--Bonsai-1.7B-gguf" / "blobs"
-    monkeypatch.delattr(hub, "open")  # space freed
+    monkeypatch.delattr(resumable_download, "open")  # space freed
     assert hub.download(hub.DEFAULT_MODEL).read_bytes() == CONTENT
     assert downloads(fake_hub)[-1] == f"bytes={1 << 20}-"
 
@@ -310,7 +311,7 @@ async def test_download_screen_offers_ways_on_when_the_hub_is_down(hf_cache: Pat
     assert app.results == [Path("/demo.gguf")]
 
 
-# ---- what hub.py asks of huggingface_hub --------------------------------------------------------
+# ---- what bonsai_tui/hub/ asks of huggingface_hub --------------------------------------------------------
 
 PUBLIC_HF_MODULES = {"huggingface_hub", "huggingface_hub.constants", "huggingface_hub.errors", "huggingface_hub.utils"}
 
@@ -318,12 +319,15 @@ PUBLIC_HF_MODULES = {"huggingface_hub", "huggingface_hub.constants", "huggingfac
 def test_hub_uses_only_huggingface_hubs_public_api() -> None:
     """A private helper (such as file_download.http_get) can change in any release and break downloads."""
     import ast
+    import importlib
     import inspect
+    import pkgutil
 
     imported = []
-    for node in ast.walk(ast.parse(inspect.getsource(hub))):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("huggingface_hub"):
-            imported += [f"{node.module}.{alias.name}" for alias in node.names]
+    for module in [importlib.import_module(f"bonsai_tui.hub.{info.name}") for info in pkgutil.iter_modules(hub.__path__)]:
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("huggingface_hub"):
+                imported += [f"{node.module}.{alias.name}" for alias in node.names]
     assert imported and all(
         name.rsplit(".", 1)[0] in PUBLIC_HF_MODULES and not name.rsplit(".", 1)[1].startswith("_") for name in imported
     ), imported
