@@ -27,7 +27,7 @@ def ours(path: str) -> dict:
     import numpy as np
 
     import engine
-    from engine.matrix import kernel_names
+    from engine.bench import kernels_used
 
     model = engine.load(path, threads=1)
     prompt = list(range(1000, 1000 + PP))
@@ -39,7 +39,7 @@ def ours(path: str) -> dict:
             token = int(np.argmax(model.forward([token], cache, pos)))
 
     prefill = cpu_seconds(lambda: model.forward(prompt, model.new_cache(PP), 0))
-    return {"engine": "bonsai-tui", **kernel_names(model.int8_decode), "pp_ms_per_token": 1e3 * prefill / PP,
+    return {"engine": "bonsai-tui", **kernels_used(model), "pp_ms_per_token": 1e3 * prefill / PP,
             "tg_ms_per_token": 1e3 * cpu_seconds(decode) / TG}
 
 

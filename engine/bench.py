@@ -16,7 +16,6 @@ from numba import njit, prange
 
 from engine.cpu import requested_cap
 from engine.kv_cache import KVCache
-from engine.matrix import kernel_names
 from engine.model import Model
 from engine.sampling import SamplingParams
 from engine.session import ChatSession
@@ -29,7 +28,7 @@ class BenchResult:
     model: str
     model_bytes: int
     threads: int
-    decode: str  # the kernels that ran (matrix.kernel_names), under the instruction-set cap `cpu`
+    decode: str  # the kernels that ran (kernels_used), under the instruction-set cap `cpu`
     prefill: str
     cpu: str
     depth: int  # tokens already in the context before each pp / tg run (llama-bench -d)
@@ -49,6 +48,12 @@ class BenchResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def kernels_used(model: Model) -> dict[str, str]:
+    """The decode and prefill kernels of the model's layers, named with their weight type: a Q2_0
+    file's are not a Q1_0 file's (the token embeddings may be another type, and only gather rows)."""
+    return model.blocks[0].w_gate_up.kernel_names()
 
 
 @njit(cache=True, parallel=True)
@@ -150,7 +155,7 @@ def run_bench(
     model.close()
     return BenchResult(
         model=model.config.name, model_bytes=size, threads=threads,
-        **kernel_names(model.int8_decode), cpu=requested_cap(), depth=depth, pp_tokens=pp, tg_tokens=tg,
+        **kernels_used(model), cpu=requested_cap(), depth=depth, pp_tokens=pp, tg_tokens=tg,
         pp_tok_s=pp_mean, pp_tok_s_std=pp_std, tg_tok_s=tg_mean, tg_tok_s_std=tg_std,
         load_s=load_s, ttft_s=ttft, ttft_prompt_tokens=ttft_tokens,
         peak_rss_mb=peak_rss_mb, kv_cache_mb=kv_mb,

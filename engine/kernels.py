@@ -5,7 +5,7 @@ Q1_0 layout (GGML type 41): a row of n weights is n/128 blocks of 18 bytes,
 and weight j of a block is +d if bit (j % 8) of bit-byte (j // 8) is set (LSB first), else -d.
 
 This module holds the exact (float32) matrix path; the int8 kernels, on another layout, are in
-lanes.py (with simd.py). The exact GEMV (q1_gemv_lut): instead of testing bits, a lookup table
+lanes.py (with simd.py). The exact GEMV (gemv_lut, shared with Q2_0): instead of testing bits, a lookup table
 built once per input vector: for each group of 8 activations, the 256 possible signed sums. Each
 weight byte then costs one table load and one add (the T-MAC idea). ~38 G weights/s.
 
@@ -79,28 +79,39 @@ def q1_tiles(rows_bytes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(blocks.transpose(0, 2, 1, 3))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _lut_sum(lut: np.ndarray, base: int, block: np.ndarray, code_bytes: int) -> np.float32:
+    """The table sums of one block's code bytes (block[2:2 + code_bytes])."""
+    # four partial sums: float adds are a latency chain, one sum would stall on each
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    for k in range(0, code_bytes, 4):
+        s0 += lut[base + k * 256 + block[2 + k]]
+        s1 += lut[base + (k + 1) * 256 + block[3 + k]]
+        s2 += lut[base + (k + 2) * 256 + block[4 + k]]
+        s3 += lut[base + (k + 3) * 256 + block[5 + k]]
+    return (s0 + s1) + (s2 + s3)
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def q1_gemv_lut(tiles: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
-    """out[r] = dot(row r, x) for a tiled Q1_0 matrix, with lut = build_sign_lut(x) flattened."""
-    n_tiles, n_blocks = tiles.shape[0], tiles.shape[1]
+def gemv_lut(tiles: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
+    """out[r] = dot(row r, x) for a tiled matrix of blocks [fp16 d | code bytes] and lut the table of
+    the 256 sums each code byte can select (flattened): Q1_0 with build_sign_lut(x) (8 weights a
+    byte), Q2_0 with q2_kernels.build_code_lut(x) (4 weights a byte)."""
+    n_tiles, n_blocks, code_bytes = tiles.shape[0], tiles.shape[1], tiles.shape[3] - 2
     rows = out.shape[0]
     for t in prange(n_tiles):
         acc = np.zeros(ROW_TILE, dtype=np.float32)
         for blk in range(n_blocks):
-            base = blk * Q1_BITS_BYTES * 256  # this block column's slice of the table
+            base = blk * code_bytes * 256  # this block column's slice of the table
             for r in range(ROW_TILE):
                 block = tiles[t, blk, r]
-                # four partial sums: float adds are a latency chain, one sum would stall on each
-                s0 = np.float32(0.0)
-                s1 = np.float32(0.0)
-                s2 = np.float32(0.0)
-                s3 = np.float32(0.0)
-                for k in range(0, Q1_BITS_BYTES, 4):
-                    s0 += lut[base + k * 256 + block[2 + k]]
-                    s1 += lut[base + (k + 1) * 256 + block[3 + k]]
-                    s2 += lut[base + (k + 2) * 256 + block[4 + k]]
-                    s3 += lut[base + (k + 3) * 256 + block[5 + k]]
-                acc[r] += fp16_to_float(block[0], block[1]) * ((s0 + s1) + (s2 + s3))
+                # the byte count as a constant, so LLVM unrolls the loop (3x faster than a variable count):
+                # 16 (Q1_0, Q2_0 g64) or 32 (Q2_0 g128)
+                total = _lut_sum(lut, base, block, 16) if code_bytes == 16 else _lut_sum(lut, base, block, 32)
+                acc[r] += fp16_to_float(block[0], block[1]) * total
         for r in range(min(ROW_TILE, rows - t * ROW_TILE)):
             out[t * ROW_TILE + r] = acc[r]
 

@@ -49,7 +49,10 @@ def to_lanes(data: np.ndarray, words: np.ndarray, scales: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _quantize_row(x: np.ndarray, xq: np.ndarray, xs2: np.ndarray, corr: np.ndarray) -> None:
+def _quantize_row(x: np.ndarray, xq: np.ndarray, xs: np.ndarray, corr: np.ndarray, factor: float) -> None:
+    """One row: xq the int8 codes, xs[b] = factor * scale of 32-block b, corr[c] = sum of
+    scale * sum(codes) over the 32-blocks of weight block c (len(xs) // len(corr) of them)."""
+    per_corr = xs.shape[0] // corr.shape[0]
     for b in range(x.shape[0] // Q8_BLOCK):
         start = b * Q8_BLOCK
         largest = np.float32(0.0)
@@ -62,26 +65,27 @@ def _quantize_row(x: np.ndarray, xq: np.ndarray, xs2: np.ndarray, corr: np.ndarr
             code = np.int8(round(x[j] * inverse))  # to nearest, ties to even
             xq[j] = code
             total += code
-        xs2[b] = np.float32(2.0) * scale
-        if b % 4 == 0:
-            corr[b // 4] = np.float32(0.0)
-        corr[b // 4] += scale * np.float32(total)
+        xs[b] = np.float32(factor) * scale
+        if b % per_corr == 0:
+            corr[b // per_corr] = np.float32(0.0)
+        corr[b // per_corr] += scale * np.float32(total)
 
 
 @njit(cache=True, nogil=True)
-def quantize_rows(x: np.ndarray, xq: np.ndarray, xs2: np.ndarray, corr: np.ndarray) -> None:
-    """x [T, cols] float32 -> int8 codes xq (scale = max|x| / 127 per 32 values), xs2 = 2 * scale
-    per 32 values, corr = sum over each 128-block of scale * sum(codes). Rows of xq, xs2, corr past
-    T are left alone (zeros pad the GEMM's last tile)."""
+def quantize_rows(x: np.ndarray, xq: np.ndarray, xs: np.ndarray, corr: np.ndarray, factor: float = 2.0) -> None:
+    """x [T, cols] float32 -> int8 codes xq (scale = max|x| / 127 per 32 values), xs = factor * scale
+    per 32 values, corr = sum over each weight block of scale * sum(codes): Q1_0 reads 2 * scale and
+    128-column blocks, Q2_0 (q2_lanes) scale and 64-column blocks. Rows of xq, xs, corr past T are
+    left alone (zeros pad the GEMM's last tile)."""
     for t in range(x.shape[0]):
-        _quantize_row(x[t], xq[t], xs2[t], corr[t])
+        _quantize_row(x[t], xq[t], xs[t], corr[t], factor)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def quantize_rows_parallel(x: np.ndarray, xq: np.ndarray, xs2: np.ndarray, corr: np.ndarray) -> None:
+def quantize_rows_parallel(x: np.ndarray, xq: np.ndarray, xs: np.ndarray, corr: np.ndarray, factor: float = 2.0) -> None:
     """quantize_rows over the cores (a 512-row prompt)."""
     for t in prange(x.shape[0]):
-        _quantize_row(x[t], xq[t], xs2[t], corr[t])
+        _quantize_row(x[t], xq[t], xs[t], corr[t], factor)
 
 
 # The step for this process's path, fixed when gemv compiles. Numba's cache keys a compiled kernel
@@ -100,7 +104,7 @@ def gemv(words: np.ndarray, scales: np.ndarray, x: np.ndarray, out: np.ndarray) 
     xq = np.empty(x.shape[0], np.int8)
     xs2 = np.empty(x.shape[0] // Q8_BLOCK, np.float32)
     corr = np.empty(n_blocks, np.float32)
-    _quantize_row(x, xq, xs2, corr)
+    _quantize_row(x, xq, xs2, corr, 2.0)
     flat_words, flat_scales = words.reshape(-1), scales.reshape(-1)
     for g in prange(groups):
         out[g * ROWS : (g + 1) * ROWS] = 0.0

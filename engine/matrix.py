@@ -22,7 +22,6 @@ import numpy as np
 from engine import kernels, lanes, simd
 
 GEMV_MAX_ROWS = 24  # up to this many input rows, one GEMV per row beats unpack + matmul (measured)
-INT8_GEMV_MAX_ROWS = 64  # the same with Q2_0's int8 GEMV (measured: 32 rows 0.9 s vs 1.7 s, 96 rows 2.4 vs 2.7)
 PARALLEL_QUANTIZE_ROWS = 64  # from this many rows, rounding activations to int8 uses every core
 TILE_BYTES = 2 << 20  # float32 rows unpacked per BLAS call (measured on pp58..pp512: 2 MB beat 8 MB)
 JOBS_PER_MATRIX = 8  # runs of tiles handed to the pool: few enough to be cheap, enough to balance
@@ -71,7 +70,7 @@ def blas_kernels() -> str:
 
 
 def kernel_names(int8: bool) -> dict[str, str]:
-    """Which kernels a Q1Matrix with this setting runs, for `bench --json` ("decode", "prefill")."""
+    """Which kernels a Q1Matrix or Q2Matrix with this setting runs (the same families for both)."""
     if not int8:
         return {"decode": "float32 lookup table", "prefill": f"float32 unpack + BLAS sgemm ({blas_kernels()})"}
     isa = {"avx512": "AVX-512 VNNI", "avx2": "AVX2"}[simd.KERNEL]
@@ -118,6 +117,10 @@ class Q1Matrix:
             self.tiles = kernels.q1_tiles(data)
             self.gemv_max_rows = GEMV_MAX_ROWS
 
+    def kernel_names(self) -> dict[str, str]:
+        """The kernels this matrix runs, for `bench --json` ("decode", "prefill")."""
+        return {key: f"{name} (Q1_0)" for key, name in kernel_names(self.int8).items()}
+
     def encode(self, x: np.ndarray) -> np.ndarray:
         """One input row in the form the exact GEMV reads (the float sign table)."""
         lut = np.empty((self.cols // 8, 256), dtype=np.float32)
@@ -131,7 +134,7 @@ class Q1Matrix:
             lanes.gemv(self.words, self.scales, row, out)
             return out[: self.rows]
         out = np.empty(self.rows, dtype=np.float32)
-        kernels.q1_gemv_lut(self.tiles, row.reshape(-1), out)
+        kernels.gemv_lut(self.tiles, row.reshape(-1), out)
         return out
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
@@ -162,6 +165,9 @@ class DenseMatrix:
     def __init__(self, data: np.ndarray) -> None:
         self.data = np.ascontiguousarray(data, dtype=np.float32)
         self.rows, self.cols = self.data.shape
+
+    def kernel_names(self) -> dict[str, str]:
+        return {"decode": "float32 BLAS", "prefill": "float32 BLAS"}
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         return x @ self.data.T

@@ -93,7 +93,7 @@ class Model:
         if GGML_Q1_0 in types:
             matrix: Matrix | Q2Matrix = Q1Matrix(data, cols, self.pool, self.int8_decode)
         elif GGML_Q2_0 in types:
-            matrix = Q2Matrix(data, cols, self.pool, self.int8_decode and simd.KERNEL == "avx512")  # its int8 step is VNNI
+            matrix = Q2Matrix(data, cols, self.pool, self.int8_decode)
         else:
             matrix = DenseMatrix(data)
         for name, _ in parts:

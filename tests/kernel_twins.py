@@ -16,6 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import lanes, simd  # noqa: E402
+import q2_twins  # noqa: E402
 from engine.matrix import Q1Matrix, Q8Rows, kernel_names  # noqa: E402
 from engine.synth import random_q1  # noqa: E402
 
@@ -102,7 +103,7 @@ def run() -> list[str]:
         check_layout()
         check_products(rng, int8=True)
         checks += list(kernel_names(int8=True).values())
-    return checks
+    return checks + q2_twins.run(rng)
 
 
 if __name__ == "__main__":

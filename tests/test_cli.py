@@ -72,7 +72,8 @@ def test_bench_json_reports_every_figure(tiny_model_path: Path) -> None:
     assert out["threads"] == 1 and out["pp_tokens"] == 30 and out["tg_tokens"] == 4
     assert out["ttft_prompt_tokens"] <= 32 and out["model_bytes"] == tiny_model_path.stat().st_size
     assert all(out[k] > 0 for k in ("pp_tok_s", "tg_tok_s", "load_s", "ttft_s", "peak_rss_mb", "bandwidth_gb_s"))
-    assert (out["decode"], out["prefill"], out["cpu"]) == (*kernel_names(simd.AVAILABLE).values(), requested_cap())
+    decode, prefill = (f"{name} (Q1_0)" for name in kernel_names(simd.AVAILABLE).values())
+    assert (out["decode"], out["prefill"], out["cpu"]) == (decode, prefill, requested_cap())
 
 
 def test_bench_depth_measures_after_that_much_context(tiny_model_path: Path, tiny_model: engine.Model) -> None:
@@ -92,7 +93,7 @@ def test_bench_depth_measures_after_that_much_context(tiny_model_path: Path, tin
 def test_bench_exact_decodes_in_float32(tiny_model_path: Path) -> None:
     result = cli("bench", "--model", str(tiny_model_path), "-p", "8", "-n", "2", "--runs", "1", "--exact")
     assert result.returncode == 0, result.stderr
-    assert "decode  float32 lookup table" in result.stdout
+    assert "decode  float32 lookup table (Q1_0)" in result.stdout
 
 
 def test_generate_closes_its_model_and_its_store(

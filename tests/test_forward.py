@@ -10,7 +10,7 @@ import pytest
 import engine
 import reference
 from engine import kernels, simd
-from engine.matrix import GEMV_MAX_ROWS, INT8_GEMV_MAX_ROWS, Q1Matrix
+from engine.matrix import GEMV_MAX_ROWS, Q1Matrix
 from engine.synth import random_q1, write_model
 
 # float32 engine vs float64 reference, tiny models with logits of order 1-5
@@ -29,7 +29,7 @@ INT8_LOGIT_ATOL = 0.25
 INT8_ARGMAX_AGREEMENT = 0.95
 needs_int8 = pytest.mark.skipif(not simd.AVAILABLE, reason="int8 decode kernel needs AVX-512 BW + VNNI")
 
-PROMPT = (  # longer than INT8_GEMV_MAX_ROWS tokens, so a whole-prompt pass takes the batch (GEMM) path
+PROMPT = (  # longer than GEMV_MAX_ROWS tokens, so a whole-prompt pass takes the exact path's unpack + BLAS
     "<|im_start|>user\nhello there, how are you today? tell me about the trees and the sea "
     "and the rocks where the old bonsai grows<|im_end|>\n<|im_start|>assistant\n"
 )
@@ -98,7 +98,7 @@ def test_logits_match_float64_reference(variant_path) -> None:
     ids = model.tokenize(PROMPT)
     got = model.logits(ids)
     want = reference.forward(str(variant_path), ids, kv_dtype=np.float16)
-    assert len(ids) > INT8_GEMV_MAX_ROWS >= GEMV_MAX_ROWS
+    assert len(ids) > GEMV_MAX_ROWS
     assert got.shape == (len(ids), model.config.n_vocab) and got.dtype == np.float32
     assert np.abs(got - want).max() < ROUNDED_KV_LOGIT_ATOL
     np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))

@@ -27,7 +27,7 @@ INT8_LOGIT_ATOL = 0.25
 
 def test_this_process_path_matches_the_float64_twins() -> None:
     checks = kernel_twins.run()
-    assert len(checks) == (3 if simd.AVAILABLE else 1)
+    assert len(checks) == (6 if simd.AVAILABLE else 2)  # Q1_0, then Q2_0 (tests/q2_twins.py)
 
 
 @pytest.mark.parametrize("cap", PATHS_BELOW)
@@ -36,8 +36,11 @@ def test_each_capped_path_matches_the_float64_twins(cap: str) -> None:
     script = Path(kernel_twins.__file__)
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = {"avx2": "avx2 | float32 lookup table + unpack/BLAS; int8 AVX2 GEMV; int8 AVX2 GEMM",
-                "generic": "generic | float32 lookup table + unpack/BLAS"}[cap]
+    expected = {
+        "avx2": "avx2 | float32 lookup table + unpack/BLAS; int8 AVX2 GEMV; int8 AVX2 GEMM; "
+        "Q2_0 float32 lookup table + unpack/BLAS; int8 AVX2 GEMV (Q2_0); int8 AVX2 GEMM (Q2_0)",
+        "generic": "generic | float32 lookup table + unpack/BLAS; Q2_0 float32 lookup table + unpack/BLAS",
+    }[cap]
     assert result.stdout.strip() == expected
 
 

@@ -11,28 +11,21 @@ import pytest
 
 import engine
 import reference
-from engine import q2_kernels, simd, synth
+from engine import q2_kernels, q2_lanes, simd, synth
 from engine.config import ModelConfig
 from engine.errors import ModelFileError
-from engine.matrix import GEMV_MAX_ROWS, INT8_GEMV_MAX_ROWS
-from engine.q2_matrix import Q2Matrix, Q8Interleaved
+from engine.matrix import GEMV_MAX_ROWS, kernel_names
+from engine.q2_matrix import Q2Matrix
 from engine.synth import random_q2, write_model
+from q2_twins import dense_float64 as dense
+from q2_twins import rounded_float64
 from test_model_files import refusal
 
 LOGIT_ATOL = 1e-3  # float32 engine vs float64 reference, K/V rounded to fp16 (as test_forward)
 INT8_LOGIT_ATOL = 0.25  # int8 activations (as test_forward; measured 0.08 on the tiny ternary model)
-needs_int8 = pytest.mark.skipif(not simd.AVAILABLE, reason="int8 decode kernel needs AVX-512 BW + VNNI")
+needs_int8 = pytest.mark.skipif(not simd.AVAILABLE, reason="the int8 kernels need AVX2 or AVX-512 VNNI")
 LAYOUTS = ["g128", "g64"]
 ROWS = 131  # two full row tiles and a padded third
-
-
-def dense(data: np.ndarray, cols: int) -> np.ndarray:
-    """The NumPy twin of a Q2_0 matrix: float64, straight from the layout's definition."""
-    block, block_bytes = q2_kernels.block_layout(cols, data.shape[1])
-    blocks = data.reshape(data.shape[0], cols // block, block_bytes)
-    d = blocks[:, :, :2].copy().view("<f2").astype(np.float64)
-    codes = np.stack([(blocks[:, :, 2:] >> (2 * s)) & 3 for s in range(4)], axis=-1)  # weight 4k + s
-    return ((codes.reshape(len(data), -1, block) - 1.0) * d).reshape(len(data), cols)
 
 
 def hand_row(layout: str, d: float, codes: np.ndarray) -> np.ndarray:
@@ -72,35 +65,21 @@ def test_exact_gemv_and_tiled_gemm_match_the_twin(layout: str) -> None:
     np.testing.assert_array_equal(matrix.rows_as_float(ids), dense(data, 512)[ids].astype(np.float32))
 
 
-def test_interleaved_quantization_is_int8_per_32_in_the_codes_order() -> None:
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal(256).astype(np.float32) * np.repeat([0.01, 1.0, 30.0, 0.0], 64)
-    row = Q8Interleaved.of(x)
-    scales = np.abs(x.reshape(-1, 32)).max(1) / 127
-    plain = np.round(x / np.where(scales > 0, scales, 1).repeat(32))  # the twin: llama.cpp's Q8_0
-    order = np.array([64 * g + 4 * k + s for g in range(4) for s in range(4) for k in range(16)])
-    np.testing.assert_array_equal(row.codes, plain[order])
-    lane_codes = row.codes.astype(np.int32).reshape(-1, 4)
-    np.testing.assert_array_equal(row.neg_sums, -lane_codes.sum(1))
-    lane_blocks = order.reshape(-1, 4) // 32  # every lane inside one 32-block
-    assert np.all(lane_blocks == lane_blocks[:, :1])
-    np.testing.assert_allclose(row.scales, scales[lane_blocks[:, 0]], rtol=1e-6)
-
-
 @needs_int8
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_int8_gemv_is_the_exact_product_of_the_rounded_activations(layout: str) -> None:
+def test_int8_prefill_is_one_gemm_of_the_rounded_activations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch goes through the int8 GEMM (whatever its length), one row through the GEMV."""
     rng = np.random.default_rng(2)
-    data = random_q2(rng, ROWS, 512, 0.05, layout)
-    data[:, 2:18] = 0xFF  # some code-3 bytes too (+2d): the kernel must not assume ternary
-    matrix = Q2Matrix(data, 512, ThreadPoolExecutor(2), int8_decode=True)
-    x = rng.standard_normal(512).astype(np.float32) * np.repeat([0.01, 1.0, 30.0, 0.0], 128)
-    row = matrix.encode(x)
-    assert isinstance(row, Q8Interleaved)
-    scales = np.abs(x.reshape(-1, 32)).max(1) / 127
-    rounded = np.round(x / np.where(scales > 0, scales, 1).repeat(32)) * scales.repeat(32).astype(np.float64)
-    np.testing.assert_allclose(matrix.matvec(row), rounded @ dense(data, 512).T, rtol=1e-5, atol=1e-4)
-    assert matrix.matmul(x[None, :]).shape == (1, ROWS) and INT8_GEMV_MAX_ROWS >= 1
+    data = random_q2(rng, ROWS, 512, 0.05, "g64")
+    matrix = Q2Matrix(data, 512, ThreadPoolExecutor(2), int8=True)
+    calls = []
+    for name in ("gemv", "gemm"):
+        kernel = getattr(q2_lanes, name)
+        monkeypatch.setattr(q2_lanes, name, lambda *a, kernel=kernel, name=name: calls.append(name) or kernel(*a))
+    x = rng.standard_normal((GEMV_MAX_ROWS + 5, 512)).astype(np.float32)
+    want = rounded_float64(x) @ dense(data, 512).T
+    np.testing.assert_allclose(matrix.matmul(x), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    np.testing.assert_allclose(matrix.matmul(x[:1]), want[:1], rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert calls == ["gemm", "gemv"]
 
 
 def test_a_row_length_fitting_neither_layout_is_an_error() -> None:
@@ -110,7 +89,7 @@ def test_a_row_length_fitting_neither_layout_is_an_error() -> None:
 
 # ---- whole models ---------------------------------------------------------------------------
 
-PROMPT_IDS = list(range(300, 300 + INT8_GEMV_MAX_ROWS + 9))  # long enough for the batch path
+PROMPT_IDS = list(range(300, 300 + GEMV_MAX_ROWS + 9))  # long enough for the exact path's unpack + BLAS
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +114,15 @@ def test_ternary_logits_match_float64_reference(ternary_paths: dict[str, Path], 
 
 
 @needs_int8
-def test_ternary_int8_decode_stays_close_to_the_reference(ternary_paths: dict[str, Path]) -> None:
-    model = engine.load(ternary_paths["g64"], threads=2)
-    assert model.int8_decode
-    want = reference.forward(str(ternary_paths["g64"]), PROMPT_IDS[:16], kv_dtype=np.float16)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_ternary_int8_prefill_and_decode_stay_close_to_the_reference(ternary_paths: dict[str, Path], layout: str) -> None:
+    model = engine.load(ternary_paths[layout], threads=2)
+    assert model.int8_decode and model.blocks[0].wqkv.int8
+    want = reference.forward(str(ternary_paths[layout]), PROMPT_IDS, kv_dtype=np.float16)
+    assert LOGIT_ATOL < np.abs(model.logits(PROMPT_IDS) - want).max() < INT8_LOGIT_ATOL  # the int8 GEMM
     cache = model.new_cache(16)
     decoded = np.stack([model.forward([t], cache, i) for i, t in enumerate(PROMPT_IDS[:16])])
-    assert LOGIT_ATOL < np.abs(decoded - want).max() < INT8_LOGIT_ATOL
+    assert LOGIT_ATOL < np.abs(decoded - want[:16]).max() < INT8_LOGIT_ATOL  # the int8 GEMV
 
 
 def test_same_weights_in_both_layouts_give_the_same_logits(ternary_paths: dict[str, Path]) -> None:
@@ -155,6 +136,16 @@ def test_same_weights_in_both_layouts_give_the_same_logits(ternary_paths: dict[s
     cache128, cache64 = g128.new_cache(4), g64.new_cache(4)
     for i, t in enumerate(PROMPT_IDS[:4]):
         np.testing.assert_allclose(g128.forward([t], cache128, i), g64.forward([t], cache64, i), atol=5e-4)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_bench_names_the_q2_kernels_that_run(ternary_paths: dict[str, Path], exact: bool) -> None:
+    from engine.bench import kernels_used
+
+    with engine.load(ternary_paths["g128"], threads=1, exact=exact) as model:
+        names = kernels_used(model)
+    expected = kernel_names(simd.AVAILABLE and not exact)
+    assert names == {"decode": expected["decode"] + " (Q2_0)", "prefill": expected["prefill"] + " (Q2_0)"}
 
 
 # ---- malformed ternary files ------------------------------------------------------------------
