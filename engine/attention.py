@@ -15,22 +15,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import config, njit, prange, types
+from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from engine import simd
 
-def _host_has_f16c() -> bool:
-    if config.CPU_NAME not in (None, "host"):
-        return False
-    try:
-        return bool(llvm.get_host_cpu_features().get("f16c", False))
-    except RuntimeError:
-        return False
-
-
-HAS_F16C = _host_has_f16c()
+# Both int8 paths need F16C in the host and in Numba's target (simd.py), and every AVX2 CPU has it:
+# under BONSAI_TUI_CPU=avx2 (Numba compiling for Haswell) it is there too. Generic x86-64 lacks it.
+HAS_F16C = simd.KERNEL != "generic"
 _I32 = ir.IntType(32)
 
 

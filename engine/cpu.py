@@ -2,7 +2,8 @@
 
     BONSAI_TUI_CPU=avx512   (or unset) whatever the host has: AVX-512 VNNI kernels where present
     BONSAI_TUI_CPU=avx2     what a laptop without AVX-512 gets: Numba compiles for Haswell
-                            (NUMBA_CPU_NAME=haswell), OpenBLAS runs its Haswell kernels
+                            (NUMBA_CPU_NAME=haswell; no NUMBA_CPU_FEATURES beyond the CPU's own:
+                            AVX2, FMA, F16C, BMI2, as every AVX2 CPU has), OpenBLAS runs its Haswell kernels
     BONSAI_TUI_CPU=generic  plain x86-64: Numba for its generic CPU, OpenBLAS told Prescott (runs its SSE "Katmai" kernels)
 
 Numba reads NUMBA_CPU_NAME once, when it is first imported, and OpenBLAS reads OPENBLAS_CORETYPE

@@ -1,4 +1,5 @@
-"""Every matrix kernel of this process's instruction-set path against its float64 NumPy twin.
+"""Every matrix kernel of this process's instruction-set path (and attention's fp16 read) against its
+NumPy twin.
 
 Imported by tests/test_kernels.py for the host's path, and run as a script under each
 BONSAI_TUI_CPU cap (Numba's target CPU is fixed per process): prints the path and the checks run,
@@ -15,7 +16,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import lanes, simd  # noqa: E402
+from numba import njit  # noqa: E402
+
+from engine import attention, lanes, simd  # noqa: E402
 import q2_twins  # noqa: E402
 from engine.matrix import Q1Matrix, Q8Rows, kernel_names  # noqa: E402
 from engine.synth import random_q1  # noqa: E402
@@ -93,10 +96,26 @@ def check_products(rng: np.random.Generator, int8: bool) -> None:
         np.testing.assert_array_equal(matrix.rows_as_float(ids), dense[ids])
 
 
+@njit
+def _halves_to_float(bits: np.ndarray, out: np.ndarray) -> None:
+    for i in range(bits.shape[0]):
+        out[i] = attention.half_to_float(bits[i])
+
+
+def check_half_to_float() -> str:
+    """The KV cache's fp16 read as attention reads it, for every finite half, against NumPy."""
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    bits = bits[np.isfinite(bits.view(np.float16))]
+    got = np.empty(len(bits), np.float32)
+    _halves_to_float(bits, got)
+    np.testing.assert_array_equal(got.view(np.uint32), bits.view(np.float16).astype(np.float32).view(np.uint32))
+    return "fp16 keys " + ("F16C" if attention.HAS_F16C else "by bit arithmetic")
+
+
 def run() -> list[str]:
     """All checks for this process's path; returns their names."""
     rng = np.random.default_rng(1)
-    checks = ["float32 lookup table + unpack/BLAS"]
+    checks = ["float32 lookup table + unpack/BLAS", check_half_to_float()]
     check_products(rng, int8=False)
     if simd.AVAILABLE:
         check_quantize(rng)

@@ -1,4 +1,5 @@
-"""Matrix kernels against their float64 NumPy twins, on every instruction-set path this CPU has.
+"""Matrix kernels and attention's fp16 read against their NumPy twins, on every instruction-set path
+this CPU has.
 
 The host's own path runs in this process; each narrower one (BONSAI_TUI_CPU=avx2, generic) in a
 subprocess, since Numba's target CPU is fixed per process (tests/kernel_twins.py does the work).
@@ -27,7 +28,7 @@ INT8_LOGIT_ATOL = 0.25
 
 def test_this_process_path_matches_the_float64_twins() -> None:
     checks = kernel_twins.run()
-    assert len(checks) == (6 if simd.AVAILABLE else 2)  # Q1_0, then Q2_0 (tests/q2_twins.py)
+    assert len(checks) == (7 if simd.AVAILABLE else 3)  # Q1_0, attention's fp16 read, then Q2_0 (tests/q2_twins.py)
 
 
 @pytest.mark.parametrize("cap", PATHS_BELOW)
@@ -37,9 +38,10 @@ def test_each_capped_path_matches_the_float64_twins(cap: str) -> None:
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = {
-        "avx2": "avx2 | float32 lookup table + unpack/BLAS; int8 AVX2 GEMV; int8 AVX2 GEMM; "
+        "avx2": "avx2 | float32 lookup table + unpack/BLAS; fp16 keys F16C; int8 AVX2 GEMV; int8 AVX2 GEMM; "
         "Q2_0 float32 lookup table + unpack/BLAS; int8 AVX2 GEMV (Q2_0); int8 AVX2 GEMM (Q2_0)",
-        "generic": "generic | float32 lookup table + unpack/BLAS; Q2_0 float32 lookup table + unpack/BLAS",
+        "generic": "generic | float32 lookup table + unpack/BLAS; fp16 keys by bit arithmetic; "
+        "Q2_0 float32 lookup table + unpack/BLAS",
     }[cap]
     assert result.stdout.strip() == expected
 
