@@ -1,0 +1,208 @@
+"""The app in tmux: key-to-echo while replies stream, each turn's stats line, and Esc in a long prompt.
+
+    python benchmarks/key_echo.py MODEL.gguf [--size 80x24] [--tokens 512] [--turns 3]
+        [--interval 0.25] [--stop-test] [--profile TURN]
+
+Starts `bonsai-tui --model MODEL` in a detached tmux session of the given size and talks to it as
+a person would (keys into the terminal, the screen read back):
+
+- each turn types a question and Enter, and while the reply streams types one character every
+  `--interval` seconds, timing each from the key sent to the character shown in the message box
+  (the screen polled every millisecond through one tmux control client); then it reads the
+  reply's stats line from the screen: `N tokens · X tok/s · prompt P (C cached) · first token T s`.
+- `--stop-test` then pastes a ~4,000-token text, presses Enter and Esc one second later, and times
+  Esc → the reply's stats line showing `stopped`; then asks one more short question.
+- `--profile N` records turn N with py-spy (`--native --threads`, raw collapsed stacks) into
+  /tmp/app-turnN.txt; `benchmarks/key_echo.py --summary FILE` reads it per thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tmux_app import Tmux, stats_lines, status_line  # noqa: E402
+
+QUESTIONS = [
+    "Tell me about bonsai trees and how to care for them.",
+    "Which species would you pick for a beginner, and why?",
+    "How often should I water it in summer?",
+    "And in winter?",
+    "Thank you!",
+]
+MARK = "echo:"  # typed first (untimed), so the box's line can be told from the reply's text
+KEYS = "abcdefghijklmnopqrstuvwxyz"
+PER_LINE = 24  # timed keys before the box is emptied again (stays on one line at 80 columns)
+
+
+def box_text(screen: str) -> str:
+    """What the message box shows after MARK ("" when MARK is not on screen)."""
+    for line in reversed(screen.splitlines()):
+        if MARK in line:
+            return line.split(MARK, 1)[1].strip().strip("│").strip()
+    return ""
+
+
+def streaming(screen: str) -> bool:
+    """The status bar shows a live speed (and no prefill figure) only while a reply streams."""
+    status = status_line(screen)
+    return "tok/s" in status and "prefill" not in status
+
+
+def ctx_used(screen: str) -> int | None:
+    found = re.search(r"ctx (\d+)", status_line(screen))
+    return int(found.group(1)) if found else None
+
+
+def finished(screen: str, ctx_before: int | None) -> bool:
+    """The reply has ended: no live speed, the context grew, and the last stats line adds up to it."""
+    found = stats_lines(screen)
+    used = ctx_used(screen)
+    if streaming(screen) or not found or used is None or used == ctx_before:
+        return False
+    return int(found[-1].group(3)) + int(found[-1].group(1)) == used
+
+
+def echo_samples(app: Tmux, interval: float) -> list[float]:
+    """Type while the reply streams; seconds from each key to its echo."""
+    samples: list[float] = []
+    typed = ""
+    app.type(MARK)
+    app.until(lambda s: MARK in s, timeout=30, poll=0.001)
+    while True:
+        if not streaming(app.screen()):
+            break
+        if len(typed) == PER_LINE:
+            app.keys("C-u")  # the box empties: untimed
+            app.type(MARK)
+            app.until(lambda s: box_text(s) == "" and MARK in s, timeout=30, poll=0.001)
+            typed = ""
+        key = KEYS[len(typed)]
+        expected = typed + key
+        sent = time.perf_counter()
+        app.type(key)
+        _, seen = app.until(lambda s: box_text(s).endswith(expected), timeout=30, poll=0.001)
+        typed = expected
+        samples.append(seen - sent)
+        time.sleep(interval)
+    app.keys("C-u")
+    return samples
+
+
+def app_pid(app: Tmux) -> int:
+    shell = int(app.command(f"display-message -p -t {app.name} '#{{pane_pid}}'")[0])
+    children = subprocess.run(["pgrep", "-P", str(shell)], capture_output=True, text=True).stdout.split()
+    return int(children[0]) if children else shell
+
+
+def one_turn(app: Tmux, question: str, turn: int, interval: float, profile: bool) -> dict:
+    ctx_before = ctx_used(app.screen())
+    recorder = None
+    if profile:
+        out = Path(f"/tmp/app-turn{turn}.txt")
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        recorder = subprocess.Popen(
+            [py_spy, "record", "--pid", str(app_pid(app)), "--native", "--threads", "--idle", "-r", "100",
+             "-f", "raw", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
+    app.type(question)
+    app.keys("Enter")
+    app.until(lambda s: streaming(s) or finished(s, ctx_before), poll=0.005)
+    samples = echo_samples(app, interval) if interval > 0 else []
+    screen, _ = app.until(lambda s: finished(s, ctx_before))
+    if recorder is not None:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
+    last = stats_lines(screen)[-1]
+    tokens, tok_s, prompt, cached, ttft, note = last.groups()
+    return {
+        "turn": turn, "tokens": int(tokens), "tok_s": float(tok_s), "prompt": int(prompt), "cached": int(cached),
+        "ttft": float(ttft), "note": note or "", "line": last.group(0), "echo_ms": [1000 * s for s in samples],
+    }
+
+
+def stop_test(app: Tmux, words: int) -> None:
+    """Paste a long text, Enter, Esc one second later: how soon the reply says `stopped`."""
+    text = " ".join(f"bonsai{i % 97} leaf{i % 13}" for i in range(words // 2)) + " Summarize this."
+    app.paste(text)
+    time.sleep(1.0)
+    ctx_before = ctx_used(app.screen())
+    app.keys("Enter")
+    time.sleep(1.0)
+    pressed = time.perf_counter()
+    app.keys("Escape")
+    screen, seen = app.until(lambda s: finished(s, ctx_before), poll=0.005)
+    found = stats_lines(screen)
+    print(f"stop: Esc 1 s after Enter → the reply ended {seen - pressed:.2f} s later: {found[-1].group(0) if found else '?'}", flush=True)
+    print(f"stop: status bar: {status_line(screen).strip()}", flush=True)
+    print("stop: the screen then:\n" + screen, flush=True)
+    result = one_turn(app, "Are you still there?", 99, 0, False)
+    print(f"after the stop, one more turn: {result['line']}", flush=True)
+
+
+def summary(path: Path, top: int = 25) -> None:
+    """Samples per thread, and the heaviest Python frames of each (self and inclusive)."""
+    per_thread: collections.Counter[str] = collections.Counter()
+    inclusive: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        thread, n = frames[0], int(count)
+        per_thread[thread] += n
+        for frame in set(frames[1:]):
+            inclusive[thread][frame] += n
+    for thread, total in per_thread.most_common():
+        print(f"== {thread}: {total} samples")
+        for frame, n in inclusive[thread].most_common(top):
+            print(f"  {100 * n / total:5.1f} %  {frame[:150]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model", nargs="?")
+    parser.add_argument("--size", default="80x24")
+    parser.add_argument("--tokens", type=int, default=512)
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--interval", type=float, default=0.25, help="seconds between timed keys (0: no typing)")
+    parser.add_argument("--stop-test", action="store_true")
+    parser.add_argument("--stop-words", type=int, default=3000, help="words in the pasted text (~4,000 tokens)")
+    parser.add_argument("--profile", type=int, default=0, metavar="TURN")
+    parser.add_argument("--summary", type=Path, default=None, help="print a py-spy raw file's profile and exit")
+    args = parser.parse_args()
+    if args.summary:
+        summary(args.summary)
+        return
+    width, height = (int(v) for v in args.size.split("x"))
+    cli = str(Path(sys.executable).with_name("bonsai-tui"))
+    command = [cli, "--model", args.model, "--max-tokens", str(args.tokens), "--seed", "1",
+               "--temperature", "0.8", "--top-k", "40", "--top-p", "0.95"]
+    home = f"/tmp/bonsai-key-echo-{os.getpid()}"
+    app = Tmux(command, width, height, env={"BONSAI_TUI_HOME": home})
+    try:
+        app.until(lambda s: "is ready" in s, timeout=300)
+        for turn in range(1, args.turns + 1):
+            r = one_turn(app, QUESTIONS[(turn - 1) % len(QUESTIONS)], turn, args.interval, args.profile == turn)
+            echo = r["echo_ms"]
+            keys = (f" · key-to-echo {len(echo)} keys: median {statistics.median(echo):.0f} ms, "
+                    f"90 % {sorted(echo)[int(0.9 * (len(echo) - 1))]:.0f} ms, worst {max(echo):.0f} ms") if echo else ""
+            print(f"{args.size} turn {turn}: {r['line']}{keys}", flush=True)
+        if args.stop_test:
+            stop_test(app, args.stop_words)
+    finally:
+        app.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
