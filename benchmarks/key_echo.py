@@ -12,7 +12,10 @@ a person would (keys into the terminal, the screen read back):
   reply's stats line from the screen: `N tokens · X tok/s · prompt P (C cached) · first token T s`.
 - `--stop-test` then pastes a ~4,000-token text, presses Enter and Esc one second later, and times
   Esc → the reply's stats line showing `stopped`; then asks one more short question.
-- `--profile N` records turn N with py-spy (`--native --threads`, raw collapsed stacks) into
+- first, unless `--no-reference`: the same turns through `ChatSession` in a process of its own
+  (what `bonsai-tui generate` does for turn 1, continued; same flags, so the same sampling and the
+  same prompt lengths at every turn): the engine's speed at the same depth, without the app.
+- `--profile N` records turn N with py-spy (`--nonblocking --threads --idle`, raw collapsed stacks) into
   /tmp/app-turnN.txt; `benchmarks/key_echo.py --summary FILE` reads it per thread.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import re
 import shutil
@@ -42,7 +46,7 @@ QUESTIONS = [
 ]
 MARK = "echo:"  # typed first (untimed), so the box's line can be told from the reply's text
 KEYS = "abcdefghijklmnopqrstuvwxyz"
-PER_LINE = 24  # timed keys before the box is emptied again (stays on one line at 80 columns)
+PER_LINE = int(os.environ.get("PER_LINE", 24))  # timed keys before the box is emptied again (stays on one line at 80 columns)
 
 
 def box_text(screen: str) -> str:
@@ -84,6 +88,7 @@ def echo_samples(app: Tmux, interval: float) -> list[float]:
             break
         if len(typed) == PER_LINE:
             app.keys("C-u")  # the box empties: untimed
+            app.until(lambda s: MARK not in s, timeout=30, poll=0.001)
             app.type(MARK)
             app.until(lambda s: box_text(s) == "" and MARK in s, timeout=30, poll=0.001)
             typed = ""
@@ -105,6 +110,24 @@ def app_pid(app: Tmux) -> int:
     return int(children[0]) if children else shell
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each thread of `pid`, by name (the UI thread is named after the app)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    times: dict[str, float] = collections.Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        kind = "ui" if task.name == str(pid) else "engine+other"
+        used = (int(fields[11]) + int(fields[12])) / tick
+        times[kind] += used
+        times[f"{name}:{task.name}"] += used
+    return times
+
+
 def one_turn(app: Tmux, question: str, turn: int, interval: float, profile: bool) -> dict:
     ctx_before = ctx_used(app.screen())
     recorder = None
@@ -112,15 +135,18 @@ def one_turn(app: Tmux, question: str, turn: int, interval: float, profile: bool
         out = Path(f"/tmp/app-turn{turn}.txt")
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         recorder = subprocess.Popen(
-            [py_spy, "record", "--pid", str(app_pid(app)), "--native", "--threads", "--idle", "-r", "100",
+            [py_spy, "record", "--pid", str(app_pid(app)), "--nonblocking", "--threads", "--idle", "-r", "200",
              "-f", "raw", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)
+    pid = app_pid(app)
+    cpu_before, wall_before = thread_cpu(pid), time.perf_counter()
     app.type(question)
     app.keys("Enter")
     app.until(lambda s: streaming(s) or finished(s, ctx_before), poll=0.005)
     samples = echo_samples(app, interval) if interval > 0 else []
     screen, _ = app.until(lambda s: finished(s, ctx_before))
+    cpu_after, wall = thread_cpu(pid), time.perf_counter() - wall_before
     if recorder is not None:
         recorder.send_signal(signal.SIGINT)
         recorder.wait(timeout=60)
@@ -129,6 +155,9 @@ def one_turn(app: Tmux, question: str, turn: int, interval: float, profile: bool
     return {
         "turn": turn, "tokens": int(tokens), "tok_s": float(tok_s), "prompt": int(prompt), "cached": int(cached),
         "ttft": float(ttft), "note": note or "", "line": last.group(0), "echo_ms": [1000 * s for s in samples],
+        "ui_cpu": cpu_after["ui"] - cpu_before["ui"], "other_cpu": cpu_after["engine+other"] - cpu_before["engine+other"],
+        "wall": wall,
+        "threads": {k: round(cpu_after[k] - cpu_before.get(k, 0), 2) for k in cpu_after if ":" in k and cpu_after[k] - cpu_before.get(k, 0) > 0.05},
     }
 
 
@@ -168,6 +197,28 @@ def summary(path: Path, top: int = 25) -> None:
             print(f"  {100 * n / total:5.1f} %  {frame[:150]}")
 
 
+def reference(model: str, tokens: int, turns: int) -> None:
+    """The same turns through ChatSession, no UI: one JSON line of stats per turn."""
+    import engine
+    from engine.session import ChatSession, DoneEvent
+
+    with engine.load(model) as loaded:
+        params = loaded.default_params().with_changes(temperature=0.8, top_k=40, top_p=0.95, seed=1)
+        session = ChatSession(loaded, n_ctx=4096, params=params)
+        messages: list[dict[str, str]] = []
+        for turn in range(turns):
+            messages.append({"role": "user", "content": QUESTIONS[turn % len(QUESTIONS)]})
+            done = [e for e in session.chat(messages, max_tokens=tokens) if isinstance(e, DoneEvent)][0]
+            messages.append({"role": "assistant", "content": done.text})
+            print(json.dumps(done.stats.as_dict()), flush=True)
+
+
+def reference_runs(model: str, tokens: int, turns: int) -> list[dict]:
+    command = [sys.executable, __file__, model, "--reference-only", "--tokens", str(tokens), "--turns", str(turns)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?")
@@ -178,11 +229,22 @@ def main() -> None:
     parser.add_argument("--stop-test", action="store_true")
     parser.add_argument("--stop-words", type=int, default=3000, help="words in the pasted text (~4,000 tokens)")
     parser.add_argument("--profile", type=int, default=0, metavar="TURN")
+    parser.add_argument("--no-reference", action="store_true", help="skip the engine-only run of the same turns")
+    parser.add_argument("--reference-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--summary", type=Path, default=None, help="print a py-spy raw file's profile and exit")
     args = parser.parse_args()
     if args.summary:
         summary(args.summary)
         return
+    if args.reference_only:
+        reference(args.model, args.tokens, args.turns)
+        return
+    engine_only: list[dict] = []
+    if not args.no_reference:
+        engine_only = reference_runs(args.model, args.tokens, args.turns)
+        for turn, r in enumerate(engine_only, 1):
+            print(f"engine turn {turn}: {r['generated_tokens']} tokens · {r['decode_tok_s']:.1f} tok/s · prompt"
+                  f" {r['prompt_tokens']} ({r['cached_tokens']} cached) · first token {r['ttft_s']:.2f} s", flush=True)
     width, height = (int(v) for v in args.size.split("x"))
     cli = str(Path(sys.executable).with_name("bonsai-tui"))
     command = [cli, "--model", args.model, "--max-tokens", str(args.tokens), "--seed", "1",
@@ -196,7 +258,15 @@ def main() -> None:
             echo = r["echo_ms"]
             keys = (f" · key-to-echo {len(echo)} keys: median {statistics.median(echo):.0f} ms, "
                     f"90 % {sorted(echo)[int(0.9 * (len(echo) - 1))]:.0f} ms, worst {max(echo):.0f} ms") if echo else ""
-            print(f"{args.size} turn {turn}: {r['line']}{keys}", flush=True)
+            ratio = ""
+            if turn <= len(engine_only):
+                e = engine_only[turn - 1]
+                ratio = (f" [{100 * r['tok_s'] / e['decode_tok_s']:.0f} % of the engine's decode,"
+                         f" first token {r['ttft'] - e['ttft_s']:+.2f} s]")
+            print(f"{args.size} turn {turn}: {r['line']}{ratio}{keys}", flush=True)
+            print(f"    CPU over the turn's {r['wall']:.1f} s: UI thread {r['ui_cpu']:.2f} s, engine and the rest {r['other_cpu']:.2f} s", flush=True)
+            if os.environ.get("BENCH_THREADS"):
+                print(f"    per thread: {r['threads']}", flush=True)
         if args.stop_test:
             stop_test(app, args.stop_words)
     finally:

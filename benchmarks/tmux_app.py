@@ -37,27 +37,29 @@ class Tmux:
             ["tmux", "-C", "attach-session", "-t", self.name, "-f", "no-output,ignore-size"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
-        self.command("display-message -p ready")  # skips the attach's own reply
+        self._sent = 0
 
     def command(self, line: str) -> list[str]:
-        """Run one tmux command; its output lines (tmux answers in order, between %begin/%end)."""
+        """Run one tmux command; its output lines. tmux answers each command between %begin and
+        %end; a marker printed by a second command names the block before it as the answer."""
         assert self.client.stdin is not None and self.client.stdout is not None
-        self.client.stdin.write(line + "\n")
+        self._sent += 1
+        marker = f"bench-done-{self._sent}"
+        self.client.stdin.write(f"{line} ; display-message -p {marker}\n")
         self.client.stdin.flush()
-        while True:
-            block, inside = [], False
-            for raw in self.client.stdout:
-                text = raw.rstrip("\n")
-                if text.startswith("%begin"):
-                    inside, block = True, []
-                elif inside and (text.startswith("%end") or text.startswith("%error")):
-                    break
-                elif inside:
-                    block.append(text)
+        block: list[str] = []
+        answer: list[str] = []
+        for raw in self.client.stdout:
+            text = raw.rstrip("\n")
+            if text.startswith("%begin"):
+                block = []
+            elif text.startswith("%end") or text.startswith("%error"):
+                if block == [marker]:
+                    return answer
+                answer = block
             else:
-                raise RuntimeError("the tmux client went away")
-            if line != "display-message -p ready" or block == ["ready"]:
-                return block
+                block.append(text)
+        raise RuntimeError("the tmux client went away")
 
     def screen(self) -> str:
         return "\n".join(self.command(f"capture-pane -p -t {self.name}"))

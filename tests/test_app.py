@@ -24,6 +24,7 @@ from bonsai_tui.screens.loading import LoadingScreen
 from bonsai_tui.settings import log_path
 from bonsai_tui.widgets.chat_message import ChatMessage, split_thinking
 from bonsai_tui.widgets.prompt_input import PromptInput
+from bonsai_tui.widgets.streaming_text import StreamingText
 from bonsai_tui.generation_settings import CUSTOM
 from bonsai_tui.widgets.params_panel import ParamsPanel
 from conftest import until
@@ -511,10 +512,10 @@ async def test_a_streaming_reply_is_plain_text_then_markdown_once_it_ends() -> N
         await message.append("<think>hmm</think>\n\n**bold** and")
         await message.append(" more")
         await pilot.pause()
-        streaming = message.query_one(".message-streaming", Static)
+        streaming = message.query_one(".message-streaming", StreamingText)
         assert streaming.display and not message.query_one(".message-text", Markdown).display
-        assert str(streaming.render()) == "**bold** and more"  # as written: no Markdown parsed yet
-        assert str(message.query_one(".thinking-streaming", Static).render()) == "hmm"
+        await until(pilot, lambda: streaming.render_line(0).text.rstrip() == "**bold** and more")  # no Markdown yet
+        assert message.query_one(".thinking-streaming", StreamingText).text == "hmm"
         stats = GenerationStats(prompt_tokens=3, cached_tokens=0, generated_tokens=5, prefill_s=0.1, decode_s=0.2, ttft_s=0.1)
         await message.finish("<think>hmm</think>\n\n**bold** and more", stats, StopReason.EOS)
         await pilot.pause()

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Collapsible, Label, Markdown, Static
 
+from bonsai_tui.widgets.streaming_text import StreamingText
 from engine.session import GenerationStats, StopReason
 
 THINK_OPEN = "<think>"
@@ -82,9 +83,18 @@ def format_stats(stats: GenerationStats, stop_reason: StopReason) -> str:
     return " · ".join(parts)
 
 
-def _hidden(widget: Static) -> Static:
+def _hidden(widget: StreamingText) -> StreamingText:
     widget.display = False
     return widget
+
+
+def _grow(widget: StreamingText, shown: str, text: str) -> None:
+    """Show `text` where `shown` was: only the new end when it extends it (as a stream does)."""
+    if text.startswith(shown):
+        widget.append(text[len(shown) :])
+    else:
+        widget.clear()
+        widget.append(text)
 
 
 class ChatMessage(Vertical, can_focus=True):
@@ -145,11 +155,12 @@ class ChatMessage(Vertical, can_focus=True):
         with Collapsible(title="Thinking", collapsed=True, classes="thinking") as thinking:
             thinking.display = bool(parts.thinking)
             yield Markdown(parts.thinking, classes="thinking-text")
-            yield _hidden(Static("", markup=False, classes="thinking-streaming"))
+            yield _hidden(StreamingText(classes="thinking-streaming"))
         yield Markdown(self._shown_answer(parts.answer), classes="message-text")
         # while the reply streams, its text is plain here and rendered as Markdown once at the end:
-        # re-parsing a growing Markdown block per batch cost the engine a third of its speed
-        yield _hidden(Static("", markup=False, classes="message-streaming"))
+        # re-parsing a growing Markdown block per batch cost the engine a third of its speed, and
+        # StreamingText costs each batch only what it adds (see widgets/streaming_text.py)
+        yield _hidden(StreamingText(classes="message-streaming"))
         yield Static(self._stats_text(), classes="message-stats")
         self._shown = parts
 
@@ -186,16 +197,18 @@ class ChatMessage(Vertical, can_focus=True):
         self.query_one(".message-stats", Static).update(self._stats_text())
         for name in ("message", "thinking"):
             self.query_one(f".{name}-text", Markdown).display = False
-            self.query_one(f".{name}-streaming", Static).display = True
+            streaming = self.query_one(f".{name}-streaming", StreamingText)
+            streaming.clear()
+            streaming.display = True
 
     async def append(self, text: str) -> None:
         self.content += text
         parts = split_thinking(self.content)
         if parts.thinking != self._shown.thinking:
             self.query_one(".thinking", Collapsible).display = True
-            self.query_one(".thinking-streaming", Static).update(parts.thinking)
+            _grow(self.query_one(".thinking-streaming", StreamingText), self._shown.thinking, parts.thinking)
         if parts.answer != self._shown.answer:
-            self.query_one(".message-streaming", Static).update(parts.answer)
+            _grow(self.query_one(".message-streaming", StreamingText), self._shown.answer, parts.answer)
         self._shown = parts
 
     async def finish(self, text: str, stats: GenerationStats, stop_reason: StopReason) -> None:
@@ -207,7 +220,7 @@ class ChatMessage(Vertical, can_focus=True):
         await self.query_one(".thinking-text", Markdown).update(self._shown.thinking)
         for name in ("message", "thinking"):
             self.query_one(f".{name}-text", Markdown).display = True
-            self.query_one(f".{name}-streaming", Static).display = False
+            self.query_one(f".{name}-streaming", StreamingText).display = False
         self.stats, self.stop_reason = stats, stop_reason
         self.streaming = False
         self.set_class(stop_reason == StopReason.CANCELLED, "-stopped")
