@@ -67,6 +67,7 @@ class ChatOptions:
     model_path: Path | None  # None: download model_choice first
     model_choice: hub.ModelChoice = hub.DEFAULT_MODEL
     threads: int | None = None
+    kv_cache: str | None = None  # "f16" / "q8" (engine.kv_cache.KINDS); None: the engine's default
     n_ctx: int = 0
     system_prompt: str = ""
     max_tokens: int = 512
@@ -131,7 +132,7 @@ class BonsaiApp(App[None]):
         if path is None:
             return
         await self._leave_chats()
-        self.push_screen(LoadingScreen(path, self.options.threads), self._model_loaded)
+        self.push_screen(LoadingScreen(path, self.options.threads, self.options.kv_cache), self._model_loaded)
 
     async def _leave_chats(self) -> None:
         """Close the chats on the stack before another model or server takes over, and free the

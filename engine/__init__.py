@@ -23,17 +23,19 @@ apply_cap()  # before anything imports Numba or NumPy: BONSAI_TUI_CPU caps their
 
 from engine.config import ModelConfig
 from engine.errors import ContextFullError, EngineError, ModelFileError
+from engine.kv_cache import DEFAULT_KIND
 from engine.model import Model
 from engine.sampling import PRESETS, SamplingParams
 from engine.session import ChatSession, DoneEvent, GenerationStats, StopReason, TokenEvent
 
 
-def load(path: str | Path, threads: int | None = None, exact: bool = False) -> Model:
+def load(path: str | Path, threads: int | None = None, exact: bool = False, kv_cache: str | None = None) -> Model:
     """Open a GGUF model (memory-mapped). Raises ModelFileError with a one-line reason.
 
     exact=True: decode with float32 activations instead of int8 ones (slower; see kernels.py).
+    kv_cache: "f16" or "q8" (engine.kv_cache.KINDS; None: the default, DEFAULT_KIND).
     """
-    return Model(path, threads, exact)
+    return Model(path, threads, exact, kv_cache or DEFAULT_KIND)
 
 
 __all__ = [

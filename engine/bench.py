@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from engine.cpu import requested_cap
-from engine.kv_cache import KVCache
+from engine.kv_cache import DEFAULT_KIND, KVCache
 from engine.model import Model
 from engine.sampling import SamplingParams
 from engine.session import ChatSession
@@ -42,6 +42,7 @@ class BenchResult:
     ttft_s: float
     ttft_prompt_tokens: int
     peak_rss_mb: float
+    kv_cache: str  # its type: "f16" or "q8"
     kv_cache_mb: float
     bandwidth_gb_s: float
     decode_ceiling_tok_s: float
@@ -133,12 +134,12 @@ def load_seconds(path: str, threads: int, exact: bool = False) -> float:
 
 def run_bench(
     path: str, pp: int = 512, tg: int = 128, threads: int = 2, runs: int = 3, n_ctx: int = 4096,
-    exact: bool = False, progress: Callable[[str], None] = lambda _: None, depth: int = 0,
+    exact: bool = False, progress: Callable[[str], None] = lambda _: None, depth: int = 0, kv_cache: str | None = None,
 ) -> BenchResult:
     """pp and tg as llama-bench measures them, each after `depth` tokens of context (-d)."""
     n_ctx = max(n_ctx, depth + max(pp, tg))
     load_s = load_seconds(path, threads, exact)
-    model = Model(path, threads, exact)
+    model = Model(path, threads, exact, kv_cache or DEFAULT_KIND)
     progress(f"loaded in {load_s:.2f} s; pp{pp} x{runs}")
     cache = filled_cache(model, n_ctx, depth)  # pp and tg both run after it, overwriting their own positions
     pp_mean, pp_std = _rates(pp, prompt_processing(model, pp, cache, runs, depth)) if pp else (0.0, 0.0)
@@ -158,6 +159,6 @@ def run_bench(
         **kernels_used(model), cpu=requested_cap(), depth=depth, pp_tokens=pp, tg_tokens=tg,
         pp_tok_s=pp_mean, pp_tok_s_std=pp_std, tg_tok_s=tg_mean, tg_tok_s_std=tg_std,
         load_s=load_s, ttft_s=ttft, ttft_prompt_tokens=ttft_tokens,
-        peak_rss_mb=peak_rss_mb, kv_cache_mb=kv_mb,
+        peak_rss_mb=peak_rss_mb, kv_cache=model.kv_cache, kv_cache_mb=kv_mb,
         bandwidth_gb_s=bandwidth, decode_ceiling_tok_s=bandwidth * 1e9 / size,
     )

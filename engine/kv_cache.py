@@ -21,6 +21,7 @@ import numpy as np
 from engine import attention, attention_q8
 
 KINDS = ("f16", "q8")  # the `kv_cache` option's values: KVCache, Q8KVCache
+DEFAULT_KIND = "f16"  # chosen by measurement: benchmarks/README.md, "Long chats"
 BLOCK = 256  # positions per block: 29 MB of K+V per block for Bonsai-1.7B
 
 
@@ -39,12 +40,12 @@ class KVCache:
         self.v_bits = self.v.view(np.uint16)
 
     @classmethod
-    def for_config(cls, config, n_ctx: int, kind: str = "f16") -> KVCache:
+    def for_config(cls, config, n_ctx: int, kind: str = DEFAULT_KIND) -> KVCache:
         """The cache of type `kind` (KINDS) for a model of this config."""
         return cls.for_config_shape(config.n_layers, n_ctx, config.n_head_kv, config.head_dim, kind)
 
     @staticmethod
-    def for_config_shape(n_layers: int, n_ctx: int, n_head_kv: int, head_dim: int, kind: str = "f16") -> KVCache:
+    def for_config_shape(n_layers: int, n_ctx: int, n_head_kv: int, head_dim: int, kind: str = DEFAULT_KIND) -> KVCache:
         if kind not in KINDS:
             raise ValueError(f"unknown KV cache type {kind!r}: expected one of {', '.join(KINDS)}")
         chosen = Q8KVCache if kind == "q8" else KVCache
@@ -87,6 +88,10 @@ class KVCache:
             pos += count
         return k, v
 
+    def keys_and_values(self, layer: int, kv: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """keys() and values() together (the int8 cache converts both in one pass)."""
+        return self.keys(layer, kv, end), self.values(layer, kv, end)
+
     def keys(self, layer: int, kv: int, end: int) -> np.ndarray:
         """Keys of KV head `kv` at positions 0..end as float32 [end, head_dim] (prefill reads these)."""
         return self._rows(self.k, layer, kv, end)
@@ -118,8 +123,8 @@ class Q8KVCache(KVCache):
         tiles, subs, tile = BLOCK // attention_q8.TILE, head_dim // attention_q8.SUB, attention_q8.TILE
         self.k = np.zeros((*lead, tiles, head_dim // attention_q8.STEP, tile, attention_q8.STEP), dtype=np.uint8)
         self.k_scale = np.zeros((*lead, tiles, subs, tile), dtype=np.uint16)  # fp16 bits
-        self.v = np.zeros((*lead, BLOCK, head_dim), dtype=np.int8)
-        self.v_scale = np.zeros((*lead, BLOCK, subs), dtype=np.uint16)
+        self.v = np.zeros((*lead, tiles, tile // 2, head_dim, 2), dtype=np.int8)
+        self.v_scale = np.zeros((*lead, tiles, subs, tile), dtype=np.uint16)
 
     @property
     def nbytes(self) -> int:

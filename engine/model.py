@@ -4,7 +4,7 @@ Per block:  x += Wo · attention(rope(norm_q(Wq·n)), rope(norm_k(Wk·n)), Wv·n
             x += Wdown · (silu(Wgate·m) * Wup·m)                                 m = rmsnorm(x)
 then rmsnorm and the LM head (token_embd reused when the file has no output.weight).
 Prefill sends the prompt through in passes of up to PREFILL_CHUNK tokens; decode sends one token. Keys and values of
-every position stay in a KVCache (fp16, kv_cache.py) so later tokens attend to them without
+every position stay in a KVCache (fp16 or int8, kv_cache.py) so later tokens attend to them without
 recomputing; attention.py reads it.
 """
 
@@ -26,7 +26,7 @@ from engine.chat_template import ChatTemplate
 from engine.config import ModelConfig
 from engine.errors import ModelFileError
 from engine.gguf_file import GGML_Q1_0, GGML_Q2_0, GGUFFile
-from engine.kv_cache import KVCache
+from engine.kv_cache import DEFAULT_KIND, KINDS, KVCache
 from engine.matrix import DenseMatrix, Matrix, Q1Matrix
 from engine.q2_matrix import Q2Matrix
 from engine.sampling import SamplingParams, params_from_metadata
@@ -54,8 +54,12 @@ class Block:
 class Model:
     """A loaded model. It owns a thread pool: close() it (or use `with`) when done with it."""
 
-    def __init__(self, path: str | Path, threads: int | None = None, exact: bool = False) -> None:
-        """exact=True keeps decode in float32 (lookup-table GEMV) even where the int8 kernel runs."""
+    def __init__(self, path: str | Path, threads: int | None = None, exact: bool = False, kv_cache: str = DEFAULT_KIND) -> None:
+        """exact=True keeps decode in float32 (lookup-table GEMV) even where the int8 kernel runs.
+        kv_cache: the type of every cache new_cache makes, "f16" or "q8" (kv_cache.KINDS)."""
+        if kv_cache not in KINDS:
+            raise ValueError(f"unknown KV cache type {kv_cache!r}: expected one of {', '.join(KINDS)}")
+        self.kv_cache = kv_cache
         choose_layer()  # before the first parallel kernel of the process (engine/threads.py)
         self.path = Path(path)
         self.int8_decode = simd.AVAILABLE and not exact
@@ -150,7 +154,7 @@ class Model:
     # ---- forward --------------------------------------------------------------------------
 
     def new_cache(self, n_ctx: int) -> KVCache:
-        return KVCache.for_config(self.config, n_ctx)
+        return KVCache.for_config(self.config, n_ctx, self.kv_cache)
 
     def forward(
         self,
@@ -216,7 +220,7 @@ class Model:
         cache.store(layer, start_pos, k, v.reshape(n, c.n_head_kv, c.head_dim))
         out = np.empty_like(q)
         if n == 1:
-            attention.attend_one_token(q[0], cache.k_bits, cache.v_bits, layer, start_pos + 1, out[0])
+            cache.attend_one_token(q[0], layer, start_pos + 1, out[0])
         else:
             list(self.pool.map(lambda kv: self._attend_rows(q, cache, layer, kv, start_pos, out), range(c.n_head_kv)))
         return b.wo.matmul(out.reshape(n, c.n_q))
@@ -225,7 +229,7 @@ class Model:
         """Prefill attention of every query row for the heads of KV head `kv` (one pool job): its keys
         and values converted from fp16 once, then slices of ATTENTION_ROWS rows."""
         n, group = len(q), self.config.n_head // self.config.n_head_kv
-        keys, values = cache.keys(layer, kv, start_pos + n), cache.values(layer, kv, start_pos + n)
+        keys, values = cache.keys_and_values(layer, kv, start_pos + n)
         for i in range(0, n, ATTENTION_ROWS):
             rows = slice(i, min(n, i + ATTENTION_ROWS))
             end = start_pos + rows.stop  # keys past the slice's last row are in every row's future

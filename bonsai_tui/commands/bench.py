@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bonsai_tui.commands.common import add_kv_cache_argument
 from bonsai_tui.settings import cache_dir
 from engine.bench import BenchResult, run_bench
 from engine.synth import write_model
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tokens of context before each pp / tg run, as llama-bench -d")
     parser.add_argument("--ctx", type=int, default=4096, help="context (KV cache) size, raised to fit depth + pp / tg")
     parser.add_argument("--exact", action="store_true", help="decode with float32 activations, not int8")
+    add_kv_cache_argument(parser)
     parser.add_argument("--cold", action="store_true", help="also time a load with an empty Numba cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     path = synthetic_model() if args.synthetic else Path(args.model)
     log = (lambda _: None) if args.json else (lambda line: print(f"  {line}", file=sys.stderr))
     result = run_bench(
-        str(path), args.prompt_tokens, args.gen_tokens, args.threads, args.runs, args.ctx, args.exact, log, args.depth
+        str(path), args.prompt_tokens, args.gen_tokens, args.threads, args.runs, args.ctx, args.exact, log, args.depth,
+        args.kv_cache,
     )
     extra = {"load_cold_s": cold_load_seconds(path, args.threads, args.exact)} if args.cold else {}
     if args.json:
@@ -86,7 +89,7 @@ def table(r: BenchResult, extra: dict[str, float]) -> str:
         ("first token", f"{r.ttft_s:.3f} s for a {r.ttft_prompt_tokens}-token chat turn"),
         ("load (warm JIT)", f"{r.load_s:.2f} s"),
         *([("load (cold JIT)", f"{extra['load_cold_s']:.2f} s")] if extra else []),
-        ("peak RSS", f"{r.peak_rss_mb:.0f} MB (KV cache allocated: {r.kv_cache_mb:.0f} MB)"),
+        ("peak RSS", f"{r.peak_rss_mb:.0f} MB ({r.kv_cache} KV cache allocated: {r.kv_cache_mb:.0f} MB)"),
         ("read bandwidth", f"{r.bandwidth_gb_s:.1f} GB/s -> decode ceiling {r.decode_ceiling_tok_s:.1f} tok/s"),
     ]
     return "\n".join(f"{name:>16}  {value}" for name, value in rows)

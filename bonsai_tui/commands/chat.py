@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bonsai_tui import hub
 from bonsai_tui.backends import Endpoint, RemoteError
-from bonsai_tui.commands.common import add_sampling_arguments, add_threads_argument, sampling_params
+from bonsai_tui.commands.common import add_kv_cache_argument, add_sampling_arguments, add_threads_argument, sampling_params
 from bonsai_tui.commands.download import add_model_choice_arguments, model_choice
 from bonsai_tui.demo import demo_model_path
 from bonsai_tui.documents.retrieve import DEFAULT_BUDGET_FRACTION
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--docs-budget", type=float, default=DEFAULT_BUDGET_FRACTION, metavar="FRACTION",
                         help=f"share of the context attached documents' passages may fill (default {DEFAULT_BUDGET_FRACTION:g})")
     add_threads_argument(parser)
+    add_kv_cache_argument(parser)
     add_sampling_arguments(parser)
 
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         model_path=path,
         model_choice=model_choice(args),
         threads=args.threads,
+        kv_cache=args.kv_cache,
         n_ctx=args.ctx,
         system_prompt=args.system,
         max_tokens=args.max_tokens,

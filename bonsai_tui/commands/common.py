@@ -1,9 +1,10 @@
-"""Arguments shared by several subcommands: the model file, threads, and sampling parameters."""
+"""Arguments shared by several subcommands: the model file, threads, the KV cache type, and sampling parameters."""
 
 from __future__ import annotations
 
 import argparse
 
+from engine.kv_cache import DEFAULT_KIND, KINDS
 from engine.sampling import PRESETS, SamplingParams
 
 _SAMPLING_FLAGS = (
@@ -27,6 +28,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+
+
+def add_kv_cache_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kv-cache", choices=KINDS, default=None,
+                        help=f"KV cache type: fp16, or int8 with a scale per 32 values (default: {DEFAULT_KIND})")
 
 
 def sampling_params(args: argparse.Namespace, model_default: SamplingParams) -> SamplingParams:

@@ -7,7 +7,7 @@ import json
 import sys
 
 import engine
-from bonsai_tui.commands.common import add_sampling_arguments, add_threads_argument, sampling_params
+from bonsai_tui.commands.common import add_kv_cache_argument, add_sampling_arguments, add_threads_argument, sampling_params
 from bonsai_tui.commands.documents import add_documents_arguments, documents_context
 from engine import constraints
 from engine.constraints import Constraint, ConstraintError
@@ -32,11 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the reply is valid against this JSON Schema file (constrained decoding); "
                        f"exit {EXIT_INCOMPLETE} if --max-tokens runs out before the JSON is complete")
     add_threads_argument(parser)
+    add_kv_cache_argument(parser)
     add_sampling_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    with engine.load(args.model, threads=args.threads) as model:
+    with engine.load(args.model, threads=args.threads, kv_cache=args.kv_cache) as model:
         return generate(model, args)
 
 

@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from bonsai_tui import hub
-from bonsai_tui.commands.common import add_threads_argument
+from bonsai_tui.commands.common import add_kv_cache_argument, add_threads_argument
 from bonsai_tui.commands.download import ProgressPrinter, add_model_choice_arguments, model_choice
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, default=1, help="conversation slots, each with its own KV cache")
     parser.add_argument("--queue", type=int, default=16, help="requests that may wait for a slot; beyond: 503")
     add_threads_argument(parser)
+    add_kv_cache_argument(parser)
 
 
 def _fail(message: str) -> int:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     options = ServerOptions(
-        load=partial(engine.load, path, threads=args.threads),
+        load=partial(engine.load, path, threads=args.threads, kv_cache=args.kv_cache),
         model_id=args.alias or path.name,
         n_ctx=args.ctx,
         parallel=args.parallel,

@@ -36,10 +36,11 @@ class LoadingScreen(Screen[LoadedModel]):
     The message box is already there, so nobody has to wait for the model to start typing.
     """
 
-    def __init__(self, path: Path, threads: int | None) -> None:
+    def __init__(self, path: Path, threads: int | None, kv_cache: str | None = None) -> None:
         super().__init__()
         self.path = path
         self.threads = threads
+        self.kv_cache = kv_cache
         self.send_draft = False
 
     def compose(self) -> ComposeResult:
@@ -79,7 +80,7 @@ class LoadingScreen(Screen[LoadedModel]):
     def load(self) -> None:
         model = None
         try:
-            model = engine.load(self.path, threads=self.threads)
+            model = engine.load(self.path, threads=self.threads, kv_cache=self.kv_cache)
             # one token, then two: Numba compiles (or loads from its cache) the decode and the prefill
             # kernels now, not on the user's first message. Two rows take the int8 path's prefill GEMM
             # (lanes.gemm pads any batch to its 8-row tile) and the batch attention; with exact=True
