@@ -3,6 +3,7 @@ model and the session over it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,16 @@ def test_dropping_positions_of_an_int8_cache_moves_the_rest_down(q8_model: engin
     np.testing.assert_array_equal(v, v_fresh)
     np.testing.assert_array_equal(k[:5], k_fresh[:5])
     np.testing.assert_allclose(k[5:], k_fresh[5:], rtol=0, atol=0.02 * np.abs(k_fresh).max())  # re-rounded once
+
+
+def test_bench_measures_the_cache_type_it_is_given(tiny_model_path: Path, tiny_model: engine.Model) -> None:
+    from test_cli import cli
+
+    result = cli("bench", "--model", str(tiny_model_path), "-p", "8", "-n", "3", "--runs", "1", "--threads", "1",
+                 "--depth", "40", "--ctx", "16", "--kv-cache", "q8", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    c = tiny_model.config  # 48 positions of int8 codes and one fp16 scale per 32 of them
+    assert out["kv_cache"] == "q8" and out["kv_cache_mb"] * 2**20 == 2 * c.n_layers * 48 * c.n_head_kv * (c.head_dim + 4)
+    bad = cli("bench", "--model", str(tiny_model_path), "--kv-cache", "q4")
+    assert bad.returncode == 2 and bad.stderr.splitlines()[-1].endswith("argument --kv-cache: invalid choice: 'q4' (choose from 'f16', 'q8')")
