@@ -2,9 +2,12 @@
 
 Decode attention reads all of them for every new token, so their size is its speed: fp16 halves
 the float32 stream (Bonsai-1.7B at 4,096 positions: 470 MB instead of 940) at a rounding of
-~5e-4 relative, as llama.cpp's default cache type.
+~5e-4 relative, as llama.cpp's default cache type. Q8KVCache (kv_cache="q8") stores int8 codes
+with an fp16 scale per 32 values (250 MB at 4,096 positions, rounding ~4e-3 of each 32's
+largest); its layout and kernels are in attention_q8.py. KINDS names both, DEFAULT_KIND is the
+one a Model uses unless told (see benchmarks/README.md, "Long chats", for why).
 
-Layout: [block, layer, kv head, position in block, head_dim], BLOCK positions per block.
+fp16 layout: [block, layer, kv head, position in block, head_dim], BLOCK positions per block.
 - Inside a block, one head's positions are adjacent, so the kernel reads each head as a
   contiguous run (position-major rows interleaving the heads ran 3.5x slower: strided reads).
 - Blocks outermost, and np.zeros maps pages lazily, so memory grows a block at a time with the
