@@ -38,23 +38,27 @@ def empty_lanes(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
 
 @njit(cache=True, nogil=True, parallel=True)
 def to_lanes(data: np.ndarray, block_weights: int, words: np.ndarray, scales: np.ndarray) -> None:
-    """Fill words / scales (from empty_lanes, zeroed) from a Q2_0 matrix as the file stores it
+    """Fill words / scales (from empty_lanes: padding rows stay zero) from a Q2_0 matrix as the file stores it
     (uint8 [rows, n_file_blocks * (2 + block_weights/4)]): weight 4k + j of a file block is bits
     2j, 2j+1 of its code byte k."""
     rows, n_blocks = data.shape[0], words.shape[1]
     block_bytes = 2 + block_weights // 4
     for g in prange(words.shape[0]):
-        for i in range(min(ROWS, rows - g * ROWS)):
-            r = g * ROWS + i
-            shift = np.uint64(4 * i)
-            for b in range(n_blocks):
-                file_block, first = divmod(b * BLOCK, block_weights)
-                base = file_block * block_bytes
+        in_group = min(ROWS, rows - g * ROWS)
+        for b in range(n_blocks):
+            file_block, first = divmod(b * BLOCK, block_weights)
+            base = file_block * block_bytes
+            for i in range(in_group):
+                r = g * ROWS + i
                 scales[g, b, i] = np.uint16(data[r, base]) | (np.uint16(data[r, base + 1]) << np.uint16(8))
-                for s in range(q2_simd.STEPS):
-                    code_byte = data[r, base + 2 + first // 4 + s]
-                    words[g, b, 2 * s] |= LOW_PLANE[code_byte] << shift
-                    words[g, b, 2 * s + 1] |= HIGH_PLANE[code_byte] << shift
+            for s in range(q2_simd.STEPS):  # each word built in a register from its 16 rows, stored once
+                low, high = np.uint64(0), np.uint64(0)
+                for i in range(in_group):
+                    code_byte = data[g * ROWS + i, base + 2 + first // 4 + s]
+                    low |= LOW_PLANE[code_byte] << np.uint64(4 * i)
+                    high |= HIGH_PLANE[code_byte] << np.uint64(4 * i)
+                words[g, b, 2 * s] = low
+                words[g, b, 2 * s + 1] = high
 
 
 def quantize(x: np.ndarray, pad: int = 1, parallel: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
