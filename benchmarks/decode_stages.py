@@ -61,8 +61,8 @@ def main(path: str, tokens: int, context: int) -> dict:
     kernels.rope_neox = timed("rope", kernels.rope_neox)
     kernels.rope_table = timed("rope", kernels.rope_table)
     kernels.silu_mul = timed("silu", kernels.silu_mul)
-    attention.attend_one_token = timed("attention", attention.attend_one_token)
     cache = llm.new_cache(context + tokens + 1)
+    cache.attend_one_token = timed("attention", cache.attend_one_token)
     cache.store = timed("kv store", cache.store)
     llm.token_embd.rows_as_float = timed("embedding", llm.token_embd.rows_as_float)
 
@@ -87,7 +87,8 @@ def main(path: str, tokens: int, context: int) -> dict:
         spent["sampling"] += time.process_time() - start
     stages = {name: round(1e3 * seconds / tokens, 2) for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])}
     inside = sum(seconds for name, seconds in spent.items() if name != "sampling")
-    return {"engine": "bonsai-tui", "kernel": simd.KERNEL, "f16c": attention.HAS_F16C, "context": context,
+    return {"engine": "bonsai-tui", "kernel": simd.KERNEL, "kv_cache": cache.kind, "f16c": attention.HAS_F16C,
+            "context": context,
             "token_ms": round(1e3 * whole / tokens, 2), **stages,
             "python and numpy": round(1e3 * (whole - inside) / tokens, 2)}
 
