@@ -230,6 +230,8 @@ class BonsaiApp(App[None]):
     # ---- history ----------------------------------------------------------------------------
 
     def _sidebar(self) -> ConversationSidebar | None:
+        if not self.screen_stack:  # a save that finished while the app was closing its screens
+            return None
         found = self.screen.query(ConversationSidebar)
         return found.first() if found else None
 
