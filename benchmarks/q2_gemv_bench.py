@@ -12,10 +12,10 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
-import numpy as np
+from engine import simd  # first: BONSAI_TUI_CPU must reach Numba before it is imported
 
-from engine import simd
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
 from engine.matrix import Q1Matrix
 from engine.q2_matrix import Q2Matrix
 from engine.synth import random_q1, random_q2

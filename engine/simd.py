@@ -61,6 +61,10 @@ def _kernel_path() -> str:
     best = "avx512" if has("avx512f", "avx512bw", "avx512vl", "avx512vnni", "avx2", "f16c") else (
         "avx2" if has("avx2", "fma", "f16c") else "generic")
     target = config.CPU_NAME
+    if requested_cap() != "avx512" and best != "generic" and target in (None, "host"):
+        # Numba was imported before engine applied the cap: it compiles for this CPU, and its cache
+        # would hand this process the uncapped kernels, whose tiles do not match the capped code's
+        raise SystemExit(f"BONSAI_TUI_CPU={requested_cap()}: import engine before numba (Numba already targets this CPU)")
     if target not in (None, "host"):  # Numba compiles for another CPU: at most what that one has
         best = "avx2" if best != "generic" and target in _AVX2_CPUS else "generic"
     order = ("generic", "avx2", "avx512")

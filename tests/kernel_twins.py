@@ -16,9 +16,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine import attention, lanes, simd  # noqa: E402  (first: BONSAI_TUI_CPU must reach Numba before it loads)
 from numba import njit  # noqa: E402
-
-from engine import attention, lanes, simd  # noqa: E402
 import q2_twins  # noqa: E402
 from engine.matrix import Q1Matrix, Q8Rows, kernel_names  # noqa: E402
 from engine.synth import random_q1  # noqa: E402

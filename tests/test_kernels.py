@@ -46,6 +46,16 @@ def test_each_capped_path_matches_the_float64_twins(cap: str) -> None:
     assert result.stdout.strip() == expected
 
 
+@pytest.mark.skipif(simd.KERNEL == "generic", reason="no int8 kernel to mix up")
+def test_a_cap_after_numba_is_loaded_is_refused() -> None:
+    """Numba imported first compiles for the host: its cache would give a capped process the host's
+    kernels with other tiles (memory corruption), so the cap is refused in one line."""
+    env = {**os.environ, "BONSAI_TUI_CPU": "avx2"}
+    result = subprocess.run([sys.executable, "-c", "import numba, engine"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == "BONSAI_TUI_CPU=avx2: import engine before numba (Numba already targets this CPU)\n"
+
+
 def test_an_unknown_cap_is_a_one_line_error() -> None:
     env = {**os.environ, "BONSAI_TUI_CPU": "sse9"}
     result = subprocess.run([sys.executable, "-c", "import engine"], env=env, capture_output=True, text=True)
