@@ -250,7 +250,8 @@ def main() -> None:
     command = [cli, "--model", args.model, "--max-tokens", str(args.tokens), "--seed", "1",
                "--temperature", "0.8", "--top-k", "40", "--top-p", "0.95"]
     home = f"/tmp/bonsai-key-echo-{os.getpid()}"
-    app = Tmux(command, width, height, env={"BONSAI_TUI_HOME": home})
+    env = {"BONSAI_TUI_HOME": home} | {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}  # A/B runs
+    app = Tmux(command, width, height, env=env)
     try:
         app.until(lambda s: "is ready" in s, timeout=300)
         for turn in range(1, args.turns + 1):

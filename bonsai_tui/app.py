@@ -36,6 +36,7 @@ from bonsai_tui.settings import config_dir
 from bonsai_tui.store import Store, StoreError
 from bonsai_tui.widgets.sidebar import ConversationSidebar
 from bonsai_tui.generation_settings import MODEL_DEFAULT, GenerationSettings
+from engine.threads import release_engine_thread
 from engine.model import Model
 from engine.sampling import SamplingParams
 
@@ -268,6 +269,7 @@ class BonsaiApp(App[None]):
                 sidebar.active_id = event.conversation_id
 
     def on_unmount(self) -> None:
+        release_engine_thread()  # it ends when the reply or load it runs has stopped
         if self.history is not None:
             self.history.close()  # the last turn is written before the process ends
             self.history.store.close()  # the one store of the app's run (see _open_history)

@@ -1,7 +1,7 @@
 """Runs the engine off the UI thread: one reply at a time, its tokens posted to the UI in batches.
 
-The engine thread never waits on the UI: it hands batches over with `post_message`, which is
-thread-safe and returns at once. Batching (every FLUSH_SECONDS at most) keeps a fast model from
+The reply runs on the engine's one thread (engine/threads.py), which never waits on the UI: it
+hands batches over with `post_message`, which is thread-safe and returns at once. Batching (every FLUSH_SECONDS at most) keeps a fast model from
 flooding the UI with one Markdown update per token.
 """
 
@@ -20,6 +20,7 @@ from bonsai_tui.crash_log import log_crash
 from engine.constraints import Constraint
 from engine.errors import EngineError
 from engine.session import ChatSession, DoneEvent, TokenEvent
+from engine.threads import on_engine_thread
 
 # the first token is shown at once; later ones at most this often. Every UI update takes CPU the
 # engine's threads want (2 cores): 10 updates a second read smoothly and cost little
@@ -114,6 +115,17 @@ class ReplyGenerator:
         make_constraint: Callable[[], Constraint | None] | None = None,
     ) -> None:
         worker = get_current_worker()
+        # the engine's kernels are launched from its one thread (see engine/threads.py)
+        on_engine_thread(lambda: self._generate(worker, messages, max_tokens, enable_thinking, make_constraint))
+
+    def _generate(
+        self,
+        worker: Worker,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        enable_thinking: bool,
+        make_constraint: Callable[[], Constraint | None] | None,
+    ) -> None:
         stop = self._stop
         try:
             constraint = make_constraint() if make_constraint is not None else None

@@ -10,6 +10,15 @@ parallel launch of the process:
 - workqueue (Numba's own, always there): aborts the whole process when a second thread launches
   a parallel kernel while one runs.
 
+One thread launches them all: GNU OpenMP gives every thread that starts a parallel kernel a team
+of its own, and once it manages more threads than there are cores (two launching threads on 2
+cores: 4) it cuts its spin-wait at the barriers from ~3 ms to 1,000 turns, so the workers sleep
+and are woken by futex between the ~200 parallel regions of every token. Measured on 2 cores: a
+reply decoded on a second thread ran at 35-48 tok/s with 1.1-1.5 cores busy and 0.4-0.5 s of
+system time per 128 tokens, against 56-70 tok/s on the thread that loaded the model. So a program
+that is not single-threaded (the app: a loading worker, then a reply worker per turn) runs the
+engine through `on_engine_thread`, and every launch comes from one long-lived thread.
+
 Measured with other processes keeping cores busy (benchmarks/busy_core.py, figures in
 benchmarks/README.md): omp and workqueue decode alike, idle and busy. So: omp first, then tbb,
 then workqueue, unless NUMBA_THREADING_LAYER says otherwise; under workqueue (or before the first
@@ -18,9 +27,13 @@ launch, when the layer is not known yet) forward passes take turns behind one lo
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from typing import TypeVar
 
 import numba
 
@@ -28,6 +41,34 @@ PREFERRED_LAYERS = ["omp", "tbb", "workqueue"]
 THREAD_SAFE_LAYERS = {"omp", "tbb"}
 
 _one_at_a_time = threading.Lock()
+ENGINE_THREAD_NAME = "bonsai-engine"
+_engine_thread: ThreadPoolExecutor | None = None  # started on first use, ended by release_engine_thread
+_engine_thread_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def on_engine_thread(work: Callable[[], T]) -> T:
+    """Run `work` on the process's one engine thread and return what it returns (or raise what it
+    raised); calls from several threads take turns. It runs in a copy of the caller's context
+    variables (a UI toolkit finds its app through them). On the engine thread itself, it runs at once."""
+    global _engine_thread
+    if threading.current_thread().name.startswith(ENGINE_THREAD_NAME):
+        return work()
+    with _engine_thread_lock:
+        if _engine_thread is None:
+            _engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=ENGINE_THREAD_NAME)
+        future = _engine_thread.submit(contextvars.copy_context().run, work)
+    return future.result()
+
+
+def release_engine_thread() -> None:
+    """Let the engine thread end once its work is done (a program that is done with the engine:
+    a live thread that ran batches keeps OpenBLAS from taking a new thread count in this build)."""
+    global _engine_thread
+    with _engine_thread_lock:
+        if _engine_thread is not None:
+            _engine_thread.shutdown(wait=False)
+            _engine_thread = None
 
 
 def choose_layer() -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from bonsai_tui.widgets.params_panel import ParamsPanel
 from conftest import until
 from engine.sampling import PRESETS, SamplingParams
 from engine.session import StopReason
+from engine.threads import ENGINE_THREAD_NAME
 
 GREEDY = SamplingParams(temperature=0.0, seed=0)
 pytestmark = pytest.mark.anyio
@@ -409,6 +411,10 @@ def held_loading(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     monkeypatch.setattr(bonsai_tui.screens.loading.engine, "load", held_load)
     yield gate
     gate.set()
+    # the held load ends on the engine thread, which then ends too: nothing of this app is left running
+    deadline = time.monotonic() + 30
+    while any(t.name.startswith(ENGINE_THREAD_NAME) for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 async def type_while_loading(pilot: Pilot, keys: list[str], gate: threading.Event) -> ChatScreen:

@@ -15,12 +15,21 @@ import engine
 from bonsai_tui.crash_log import log_crash
 from bonsai_tui.widgets.prompt_input import PromptInput
 from engine.errors import EngineError
+from engine.threads import on_engine_thread
 
 STEPS = (
     "Opening the model file",
     "Preparing the decode kernels (compiled on the first run only)",
     "Preparing the prefill kernels",
 )
+
+
+class _LoadFailed(Exception):
+    """The load or the warm-up failed; `message` is the one line to show."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -78,9 +87,21 @@ class LoadingScreen(Screen[LoadedModel]):
 
     @work(thread=True, exit_on_error=False)
     def load(self) -> None:
+        try:
+            # on the engine thread, where the replies will run too (see engine/threads.py)
+            on_engine_thread(self._load_and_warm_up)
+        except _LoadFailed as failed:
+            self.app.call_from_thread(self._show_error, failed.message)
+
+    def _load_and_warm_up(self) -> None:
+        if not self.is_attached:  # closed while this load waited for the engine thread
+            return
         model = None
         try:
             model = engine.load(self.path, threads=self.threads, kv_cache=self.kv_cache)
+            if not self.is_attached:  # closed while loading: no warm-up for nobody
+                model.close()
+                return
             # one token, then two: Numba compiles (or loads from its cache) the decode and the prefill
             # kernels now, not on the user's first message. Two rows take the int8 path's prefill GEMM
             # (lanes.gemm pads any batch to its 8-row tile) and the batch attention; with exact=True
@@ -94,6 +115,5 @@ class LoadingScreen(Screen[LoadedModel]):
                 model.close()
             known = isinstance(error, (EngineError, OSError))
             message = str(error) if known else f"unexpected error: {error} (details in {log_crash()})"
-            self.app.call_from_thread(self._show_error, message)
-            return
+            raise _LoadFailed(message) from error
         self.app.call_from_thread(self._finish, model)
