@@ -10,7 +10,7 @@ a person would (keys into the terminal, the screen read back):
   `--interval` seconds, timing each from the key sent to the character shown in the message box
   (the screen polled every millisecond through one tmux control client); then it reads the
   reply's stats line from the screen: `N tokens · X tok/s · prompt P (C cached) · first token T s`.
-- `--stop-test` then pastes a ~4,000-token text, presses Enter and Esc one second later, and times
+- `--stop-test` then starts a new chat (Ctrl+N), pastes a ~4,000-token text, presses Enter and Esc one second later, and times
   Esc → the reply's stats line showing `stopped`; then asks one more short question.
 - first, unless `--no-reference`: the same turns through `ChatSession` in a process of its own
   (what `bonsai-tui generate` does for turn 1, continued; same flags, so the same sampling and the
@@ -53,7 +53,7 @@ def box_text(screen: str) -> str:
     """What the message box shows after MARK ("" when MARK is not on screen)."""
     for line in reversed(screen.splitlines()):
         if MARK in line:
-            return line.split(MARK, 1)[1].strip().strip("│").strip()
+            return line.split(MARK, 1)[1].split("│")[0].strip()  # up to the box's border (a panel may follow)
     return ""
 
 
@@ -164,6 +164,8 @@ def one_turn(app: Tmux, question: str, turn: int, interval: float, profile: bool
 def stop_test(app: Tmux, words: int) -> None:
     """Paste a long text, Enter, Esc one second later: how soon the reply says `stopped`."""
     text = " ".join(f"bonsai{i % 97} leaf{i % 13}" for i in range(words // 2)) + " Summarize this."
+    app.keys("C-n")  # a new chat: the earlier turns and 4,000 tokens would not fit the context together
+    app.until(lambda s: "is ready" in s, timeout=30)
     app.paste(text)
     time.sleep(1.0)
     ctx_before = ctx_used(app.screen())
