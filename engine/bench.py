@@ -127,7 +127,7 @@ def time_to_first_token(model: Model, n_ctx: int, turn_tokens: int = 32) -> tupl
 def load_seconds(path: str, threads: int, exact: bool = False) -> float:
     """Open the model and run one token: the time a user waits before the model is ready."""
     start = time.perf_counter()
-    with Model(path, threads, exact) as model:
+    with Model(path, threads, exact, adapt_threads=False) as model:
         model.forward([0], model.new_cache(8), 0)
         return time.perf_counter() - start
 
@@ -139,7 +139,7 @@ def run_bench(
     """pp and tg as llama-bench measures them, each after `depth` tokens of context (-d)."""
     n_ctx = max(n_ctx, depth + max(pp, tg))
     load_s = load_seconds(path, threads, exact)
-    model = Model(path, threads, exact, kv_cache or DEFAULT_KIND)
+    model = Model(path, threads, exact, kv_cache or DEFAULT_KIND, adapt_threads=False)
     progress(f"loaded in {load_s:.2f} s; pp{pp} x{runs}")
     cache = filled_cache(model, n_ctx, depth)  # pp and tg both run after it, overwriting their own positions
     pp_mean, pp_std = _rates(pp, prompt_processing(model, pp, cache, runs, depth)) if pp else (0.0, 0.0)

@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from engine import attention, blas, kernels, simd
-from engine.threads import choose_layer, launch_guard
+from engine.threads import ThreadBudget, choose_layer, launch_guard
 from engine.chat_template import ChatTemplate
 from engine.config import ModelConfig
 from engine.errors import ModelFileError
@@ -54,9 +54,13 @@ class Block:
 class Model:
     """A loaded model. It owns a thread pool: close() it (or use `with`) when done with it."""
 
-    def __init__(self, path: str | Path, threads: int | None = None, exact: bool = False, kv_cache: str = DEFAULT_KIND) -> None:
+    def __init__(
+        self, path: str | Path, threads: int | None = None, exact: bool = False, kv_cache: str = DEFAULT_KIND,
+        adapt_threads: bool = True,
+    ) -> None:
         """exact=True keeps decode in float32 (lookup-table GEMV) even where the int8 kernel runs.
-        kv_cache: the type of every cache new_cache makes, "f16" or "q8" (kv_cache.KINDS)."""
+        kv_cache: the type of every cache new_cache makes, "f16" or "q8" (kv_cache.KINDS).
+        adapt_threads: run on fewer threads while other processes keep cores busy (threads.py)."""
         if kv_cache not in KINDS:
             raise ValueError(f"unknown KV cache type {kv_cache!r}: expected one of {', '.join(KINDS)}")
         self.kv_cache = kv_cache
@@ -66,6 +70,7 @@ class Model:
         self.closed = False
         self.file = GGUFFile(self.path)
         self.threads = threads or os.cpu_count() or 1
+        self.thread_budget = ThreadBudget(self.threads, adaptive=adapt_threads)
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="prefill")
         try:
             meta = self.file.metadata
@@ -178,7 +183,7 @@ class Model:
     def _forward(
         self, tokens: Sequence[int], cache: KVCache, start_pos: int, all_logits: bool, stopped: Callable[[], bool] | None
     ) -> np.ndarray | None:
-        numba.set_num_threads(self.threads)  # per calling thread in Numba
+        numba.set_num_threads(self.thread_budget.threads())  # per calling thread in Numba
         ids = np.asarray(tokens, dtype=np.int64)
         if start_pos + len(ids) > cache.n_ctx:
             raise ValueError(f"positions up to {start_pos + len(ids)} do not fit a context of {cache.n_ctx}")

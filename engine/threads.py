@@ -19,8 +19,15 @@ system time per 128 tokens, against 56-70 tok/s on the thread that loaded the mo
 that is not single-threaded (the app: a loading worker, then a reply worker per turn) runs the
 engine through `on_engine_thread`, and every launch comes from one long-lived thread.
 
-Measured with other processes keeping cores busy (benchmarks/busy_core.py, figures in
-benchmarks/README.md): omp and workqueue decode alike, idle and busy. So: omp first, then tbb,
+Other processes keeping cores busy (a laptop always runs something) are the other enemy of a
+spinning team: with one of 2 cores taken, a 2-thread team waits at every barrier for the thread
+that shares its core with the other process (decode fell to a quarter of idle; with both cores
+taken, to 5 %). So a forward pass asks `ThreadBudget` how many threads to run: the requested
+count, less the cores other processes keep busy right now (Linux's count of running tasks minus
+this process's own running threads, re-read at most twice a second). One thread on the free core
+keeps most of the idle speed (figures in benchmarks/README.md, benchmarks/busy_core.py).
+
+Measured with other processes keeping cores busy: omp and workqueue decode alike, idle and busy. So: omp first, then tbb,
 then workqueue, unless NUMBA_THREADING_LAYER says otherwise; under workqueue (or before the first
 launch, when the layer is not known yet) forward passes take turns behind one lock.
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -89,3 +97,67 @@ def layer() -> str | None:
 def launch_guard() -> AbstractContextManager[object]:
     """Hold around a forward pass: nothing under a thread-safe layer, a process-wide lock else."""
     return nullcontext() if layer() in THREAD_SAFE_LAYERS else _one_at_a_time
+
+
+def running_tasks(proc_stat: str) -> int:
+    """The kernel's count of tasks running right now, from the text of /proc/stat."""
+    for line in proc_stat.splitlines():
+        if line.startswith("procs_running "):
+            return int(line.split()[1])
+    raise ValueError("no procs_running line")
+
+
+def thread_state(task_stat: str) -> str:
+    """The one-letter state of a task (R: running), from the text of /proc/PID/task/TID/stat;
+    the name before it is in parentheses and may itself hold spaces and parentheses."""
+    return task_stat[task_stat.rindex(")") + 2]
+
+
+def _own_running_threads() -> int:
+    running = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                running += thread_state(stat.read()) == "R"
+        except (OSError, IndexError):
+            pass  # the thread ended meanwhile
+    return running
+
+
+def cores_busy_elsewhere(samples: int = 3) -> int:
+    """How many cores other processes keep busy: running tasks minus this process's own running
+    threads, the least of a few immediate samples (a task that only blinked is not load).
+    0 where /proc cannot be read."""
+    try:
+        counts = []
+        for _ in range(samples):
+            with open("/proc/stat") as stat:
+                total = running_tasks(stat.read())
+            counts.append(total - _own_running_threads())
+        return max(0, min(counts))
+    except (OSError, ValueError):
+        return 0
+
+
+class ThreadBudget:
+    """The threads a forward pass runs on: `wanted`, less the cores other processes keep busy
+    (never fewer than one), looked at again once `recheck_seconds` have passed. adaptive=False
+    always gives `wanted` (a benchmark compares fixed thread counts)."""
+
+    def __init__(self, wanted: int, adaptive: bool = True, recheck_seconds: float = 0.5) -> None:
+        self.wanted = wanted
+        self.adaptive = adaptive
+        self.recheck_seconds = recheck_seconds
+        self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self._threads = wanted
+        self._checked_at = -float("inf")
+
+    def threads(self) -> int:
+        if not self.adaptive:
+            return self.wanted
+        now = time.monotonic()
+        if now - self._checked_at >= self.recheck_seconds:
+            self._checked_at = now
+            free = self._cores - cores_busy_elsewhere()
+            self._threads = max(1, min(self.wanted, free))
+        return self._threads

@@ -273,10 +273,12 @@ class ChatScreen(ReplyStreaming, HistoryDialogs, DocumentsMixin, Screen[None]):
         if self.generator.busy:
             self.notify(BUSY_NOTICE, severity="warning")
             return
-        await self._clear()
-        await self.attachment_bar.show([])  # a new chat starts without attachments
+        # the box is emptied before the awaits: keys typed while the old conversation's widgets
+        # are removed belong to the new chat's first message (cleared after, they were lost)
         self.prompt.clear()
         self.prompt.focus()
+        await self._clear()
+        await self.attachment_bar.show([])  # a new chat starts without attachments
         self._announce_change()
 
     def action_toggle_panel(self) -> None:
