@@ -170,7 +170,7 @@ def stop_test(app: Tmux, words: int) -> None:
     app.until(lambda s: "is ready" in s, timeout=30)
     time.sleep(0.5)  # keys sent right after a Ctrl key can be lost (see echo_samples)
     app.paste(text)
-    app.until(lambda s: "Summarize this." in s, timeout=30)
+    app.until(lambda s: "Summarize" in s and "this." in s, timeout=30)  # may wrap between the two words
     ctx_before = ctx_used(app.screen())
     app.keys("Enter")
     time.sleep(1.0)

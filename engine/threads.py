@@ -23,8 +23,8 @@ Other processes keeping cores busy (a laptop always runs something) are the othe
 spinning team: with one of 2 cores taken, a 2-thread team waits at every barrier for the thread
 that shares its core with the other process (decode fell to a quarter of idle; with both cores
 taken, to 5 %). So a forward pass asks `ThreadBudget` how many threads to run: the requested
-count, less the cores other processes keep busy right now (Linux's count of running tasks minus
-this process's own running threads, re-read at most twice a second). One thread on the free core
+count, less the cores other processes keep busy (the CPU time of the CPUs we may use minus
+this process's own, averaged over the last half second). One thread on the free core
 keeps most of the idle speed (figures in benchmarks/README.md, benchmarks/busy_core.py).
 
 Measured with other processes keeping cores busy: omp and workqueue decode alike, idle and busy. So: omp first, then tbb,
@@ -99,65 +99,66 @@ def launch_guard() -> AbstractContextManager[object]:
     return nullcontext() if layer() in THREAD_SAFE_LAYERS else _one_at_a_time
 
 
-def running_tasks(proc_stat: str) -> int:
-    """The kernel's count of tasks running right now, from the text of /proc/stat."""
+def busy_cpu_seconds(proc_stat: str, cpus: set[int]) -> float:
+    """CPU time spent busy so far (user, nice, system, irq, softirq, steal: not idle or iowait) on
+    the given CPUs, from the text of /proc/stat (whose counts are in clock ticks)."""
+    ticks = 0
     for line in proc_stat.splitlines():
-        if line.startswith("procs_running "):
-            return int(line.split()[1])
-    raise ValueError("no procs_running line")
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+            ticks += user + nice + system + irq + softirq + steal
+    return ticks / _CLOCK_TICKS
 
 
-def thread_state(task_stat: str) -> str:
-    """The one-letter state of a task (R: running), from the text of /proc/PID/task/TID/stat;
-    the name before it is in parentheses and may itself hold spaces and parentheses."""
-    return task_stat[task_stat.rindex(")") + 2]
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _own_running_threads() -> int:
-    running = 0
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as stat:
-                running += thread_state(stat.read()) == "R"
-        except (OSError, IndexError):
-            pass  # the thread ended meanwhile
-    return running
-
-
-def cores_busy_elsewhere(samples: int = 3) -> int:
-    """How many cores other processes keep busy: running tasks minus this process's own running
-    threads, the least of a few immediate samples (a task that only blinked is not load).
-    0 where /proc cannot be read."""
-    try:
-        counts = []
-        for _ in range(samples):
-            with open("/proc/stat") as stat:
-                total = running_tasks(stat.read())
-            counts.append(total - _own_running_threads())
-        return max(0, min(counts))
-    except (OSError, ValueError):
-        return 0
+def _usable_cpus() -> set[int]:
+    return set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
 
 
 class ThreadBudget:
-    """The threads a forward pass runs on: `wanted`, less the cores other processes keep busy
-    (never fewer than one), looked at again once `recheck_seconds` have passed. adaptive=False
-    always gives `wanted` (a benchmark compares fixed thread counts)."""
+    """The threads a forward pass runs on: `wanted`, less the cores other processes kept busy
+    since the last look (never fewer than one), looked at again once `recheck_seconds` have passed.
+
+    "Busy elsewhere" is the CPU time of the CPUs this process may use, less this process's own,
+    over the wall time between two looks: an average, so a task that only blinked does not count
+    and there is no race between two readings (counting running tasks at an instant was: a worker
+    of ours seen running in one reading and asleep in the next looked like someone else's work).
+    Half a core or more counts as a core. adaptive=False always gives `wanted` (a benchmark compares
+    fixed thread counts); so does a system without /proc."""
 
     def __init__(self, wanted: int, adaptive: bool = True, recheck_seconds: float = 0.5) -> None:
         self.wanted = wanted
         self.adaptive = adaptive
         self.recheck_seconds = recheck_seconds
-        self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self._cpus = _usable_cpus()
         self._threads = wanted
-        self._checked_at = -float("inf")
+        self._last: tuple[float, float, float] | None = None  # wall, busy CPU seconds, our CPU seconds
 
     def threads(self) -> int:
         if not self.adaptive:
             return self.wanted
         now = time.monotonic()
-        if now - self._checked_at >= self.recheck_seconds:
-            self._checked_at = now
-            free = self._cores - cores_busy_elsewhere()
-            self._threads = max(1, min(self.wanted, free))
+        if self._last is None or now - self._last[0] >= self.recheck_seconds:
+            sample = self._sample(now)
+            if sample is not None and self._last is not None:
+                wall = sample[0] - self._last[0]
+                elsewhere = ((sample[1] - self._last[1]) - (sample[2] - self._last[2])) / wall
+                self._threads = self.threads_for(elsewhere)
+            self._last = sample
         return self._threads
+
+    def threads_for(self, cores_busy_elsewhere: float) -> int:
+        busy = int(cores_busy_elsewhere + 0.5)
+        return max(1, min(self.wanted, len(self._cpus) - busy))
+
+    def _sample(self, now: float) -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as stat:
+                busy = busy_cpu_seconds(stat.read(), self._cpus)
+        except (OSError, ValueError):
+            return None
+        own = os.times()
+        return now, busy, own.user + own.system

@@ -7,71 +7,76 @@ import time
 import pytest
 
 from engine import threads
-from engine.threads import ThreadBudget, running_tasks, thread_state
+from engine.threads import ThreadBudget, busy_cpu_seconds
+
+PROC_STAT = """cpu  900 10 300 5000 40 5 7 3 0 0
+cpu0 400 10 100 2500 20 2 3 1 0 0
+cpu1 500 0 200 2500 20 3 4 2 0 0
+intr 12345
+procs_running 3
+"""
 
 
-def test_running_tasks_reads_procs_running():
-    text = "cpu  1 2 3\nctxt 99\nprocs_running 3\nprocs_blocked 0\n"
-    assert running_tasks(text) == 3
-    with pytest.raises(ValueError):
-        running_tasks("cpu 1 2 3\n")
+def test_busy_cpu_seconds_sums_the_busy_fields_of_the_usable_cpus(monkeypatch):
+    monkeypatch.setattr(threads, "_CLOCK_TICKS", 100)
+    assert busy_cpu_seconds(PROC_STAT, {0}) == pytest.approx((400 + 10 + 100 + 2 + 3 + 1) / 100)
+    assert busy_cpu_seconds(PROC_STAT, {1}) == pytest.approx((500 + 0 + 200 + 3 + 4 + 2) / 100)
+    assert busy_cpu_seconds(PROC_STAT, {0, 1}) == pytest.approx(12.25)
+    assert busy_cpu_seconds(PROC_STAT, {7}) == 0.0
 
 
-def test_thread_state_skips_a_name_with_spaces_and_parentheses():
-    assert thread_state("4242 (py (x) y) R 1 4242 0") == "R"
-    assert thread_state("17 (bonsai-engine_0) S 1 17") == "S"
+def _budget(wanted, cpus, samples):
+    """A budget on `cpus` CPUs fed (wall, busy CPU s, own CPU s) samples instead of /proc."""
+    budget = ThreadBudget(wanted, recheck_seconds=0)
+    budget._cpus = set(range(cpus))
+    feed = iter(samples)
+    budget._sample = lambda now: next(feed)
+    return budget
 
 
-@pytest.fixture
-def busy(monkeypatch):
-    load = {"cores": 0}
-    monkeypatch.setattr(threads, "cores_busy_elsewhere", lambda samples=3: load["cores"])
-    return load
+def test_budget_takes_away_the_cores_others_kept_busy():
+    budget = _budget(2, 2, [
+        (0.0, 0.0, 0.0),
+        (1.0, 2.0, 2.0),   # all the busy time was ours: 2 threads
+        (2.0, 3.9, 2.9),   # we ran 0.9 s, someone else 1.0 s: one core taken
+        (3.0, 5.9, 3.9),   # two hogs shared the cores with our one thread: still one
+        (4.0, 7.5, 5.5),   # 0.4 s elsewhere: less than half a core, both again
+    ])
+    assert [budget.threads() for _ in range(5)] == [2, 2, 1, 1, 2]
 
 
-def test_budget_gives_the_free_cores_never_fewer_than_one(busy):
-    budget = ThreadBudget(2, recheck_seconds=0)
-    budget._cores = 2
+def test_budget_never_exceeds_what_was_asked_nor_falls_below_one():
+    budget = _budget(1, 8, [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0)])
+    assert [budget.threads(), budget.threads()] == [1, 1]
+    assert ThreadBudget(2).threads_for(5.0) == 1
+
+
+def test_budget_looks_again_only_after_the_recheck_interval():
+    budget = _budget(2, 2, [(0.0, 0.0, 0.0), (9.0, 9.0, 0.0)])
+    budget.recheck_seconds = 3600
+    budget._last = (time.monotonic(), 0.0, 0.0)
+    assert budget.threads() == 2  # no new sample is taken within the hour
+
+
+def test_fixed_budget_ignores_load():
+    budget = _budget(2, 2, [])
+    budget.adaptive = False
     assert budget.threads() == 2
-    busy["cores"] = 1
-    assert budget.threads() == 1
-    busy["cores"] = 5
-    assert budget.threads() == 1
-    busy["cores"] = 0
-    assert budget.threads() == 2
-
-
-def test_budget_never_exceeds_what_was_asked(busy):
-    budget = ThreadBudget(1, recheck_seconds=0)
-    budget._cores = 8
-    assert budget.threads() == 1
-
-
-def test_budget_looks_again_only_after_the_recheck_interval(busy):
-    budget = ThreadBudget(2, recheck_seconds=3600)
-    budget._cores = 2
-    assert budget.threads() == 2
-    busy["cores"] = 1
-    assert budget.threads() == 2  # the first answer holds until the interval has passed
-    budget._checked_at -= 3600
-    assert budget.threads() == 1
-
-
-def test_fixed_budget_ignores_load(busy):
-    busy["cores"] = 1
-    assert ThreadBudget(2, adaptive=False).threads() == 2
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_a_spinning_process_counts_as_a_busy_core():
+def test_a_spinning_process_takes_a_thread_away():
+    budget = ThreadBudget(len(threads._usable_cpus()), recheck_seconds=0.3)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
+        time.sleep(0.2)
+        budget.threads()  # the first look only takes a sample
         deadline = time.monotonic() + 10
-        seen = 0
-        while seen < 1 and time.monotonic() < deadline:
-            seen = threads.cores_busy_elsewhere()
-            time.sleep(0.05)
-        assert seen >= 1
+        fewer = False
+        while not fewer and time.monotonic() < deadline:
+            time.sleep(0.35)
+            fewer = budget.threads() < budget.wanted
+        assert fewer
     finally:
         hog.kill()
         hog.wait()
