@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +107,12 @@ async def until(pilot, condition, timeout_s: float = UNTIL_TIMEOUT_S) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("the app never reached the expected state")
         await pilot.pause(0.01)
+
+
+def run_on_capped_path(script: str | Path, cap: str) -> str:
+    """Run a twin-check script in a process of its own with BONSAI_TUI_CPU=cap (the cap must be set
+    before Numba loads) and return what it printed; a failing script fails the test with its stderr."""
+    env = {**os.environ, "BONSAI_TUI_CPU": cap}
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip()

@@ -179,6 +179,26 @@ async def test_stop_keeps_the_partial_reply(tiny_model_path: Path, paused_engine
         assert "stopped" in str(reply.query_one(".message-stats", Static).render())
 
 
+async def test_a_reply_stopped_in_its_prefill_claims_no_speed_and_no_context(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(160, 30)) as pilot:
+        screen = await open_chat(pilot)
+        first = await send(pilot, screen, "hi")
+        used_before = first.stats.prompt_tokens + first.stats.generated_tokens
+        assert f"ctx {used_before}/4096" in str(screen.status.render())
+        # what a stop before the first slice of the prompt has run returns (session._prefill)
+        monkeypatch.setattr(engine.session.ChatSession, "_prefill", lambda self, prompt, start, stopped: None)
+        stopped = await send(pilot, screen, "a long document")
+        assert stopped.stop_reason == StopReason.CANCELLED
+        line = str(stopped.query_one(".message-stats", Static).render())
+        assert line == f"0 tokens · 0.0 tok/s · prompt {stopped.stats.prompt_tokens} ({stopped.stats.cached_tokens} cached) · stopped"
+        status = str(screen.status.render())
+        assert "prefill" not in status and "TTFT" not in status
+        assert f"ctx {stopped.stats.cached_tokens}/4096" in status  # only what the turn reused is cached
+
+
 async def test_sending_while_busy_is_refused_and_keeps_the_text(tiny_model_path: Path, paused_engine: PausedEngine) -> None:
     app = make_app(tiny_model_path, max_tokens=100)
     async with app.run_test(size=(100, 30)) as pilot:

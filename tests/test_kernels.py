@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import engine
 import kernel_twins
+from conftest import run_on_capped_path
 import reference
 from engine import simd
 from engine.cpu import CAPS
@@ -33,17 +33,14 @@ def test_this_process_path_matches_the_float64_twins() -> None:
 
 @pytest.mark.parametrize("cap", PATHS_BELOW)
 def test_each_capped_path_matches_the_float64_twins(cap: str) -> None:
-    env = {**os.environ, "BONSAI_TUI_CPU": cap}
-    script = Path(kernel_twins.__file__)
-    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    printed = run_on_capped_path(kernel_twins.__file__, cap)
     expected = {
         "avx2": "avx2 | float32 lookup table + unpack/BLAS; fp16 keys F16C; int8 AVX2 GEMV; int8 AVX2 GEMM; "
         "Q2_0 float32 lookup table + unpack/BLAS; int8 AVX2 GEMV (Q2_0); int8 AVX2 GEMM (Q2_0)",
         "generic": "generic | float32 lookup table + unpack/BLAS; fp16 keys by bit arithmetic; "
         "Q2_0 float32 lookup table + unpack/BLAS",
     }[cap]
-    assert result.stdout.strip() == expected
+    assert printed == expected
 
 
 @pytest.mark.skipif(simd.KERNEL == "generic", reason="no int8 kernel to mix up")

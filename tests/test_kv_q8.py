@@ -4,9 +4,6 @@ model and the session over it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,7 @@ import pytest
 
 import engine
 import kv_q8_twins
+from conftest import run_on_capped_path
 from engine import attention_q8, simd
 from engine.kv_cache import BLOCK, KVCache, Q8KVCache
 from engine.session import ChatSession
@@ -28,11 +26,7 @@ def test_decode_attention_matches_the_float64_twin_on_this_path() -> None:
 
 @pytest.mark.parametrize("cap", PATHS_BELOW)
 def test_decode_attention_matches_the_twin_on_each_capped_path(cap: str) -> None:
-    env = {**os.environ, "BONSAI_TUI_CPU": cap}
-    script = Path(kv_q8_twins.__file__)
-    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == f"loops | {len(kv_q8_twins.SHAPES) * len(kv_q8_twins.N_KEYS)} checks"
+    assert run_on_capped_path(kv_q8_twins.__file__, cap) == f"loops | {len(kv_q8_twins.SHAPES) * len(kv_q8_twins.N_KEYS)} checks"
 
 
 def test_the_vnni_steps_run_where_the_cpu_has_them() -> None:

@@ -68,8 +68,14 @@ class ReplyStreaming(DOMNode):
             await reply.finish(done.text, done.stats, done.stop_reason)
         self.generator.settle()
         self.status.live_tok_s = None
-        self.status.last_stats = done.stats
-        self.status.context_used = done.stats.prompt_tokens + done.stats.generated_tokens
+        # stopped during its prefill: only the slices run before the stop are cached, and there is
+        # no speed to show
+        stopped_in_prefill = done.stop_reason == StopReason.CANCELLED and not done.stats.generated_tokens
+        self.status.last_stats = None if stopped_in_prefill else done.stats
+        if stopped_in_prefill:
+            self.status.context_used = len(self.session.cached_ids)
+        else:
+            self.status.context_used = done.stats.prompt_tokens + done.stats.generated_tokens
         self.refresh_bindings()
         self._announce_change()
         if done.stop_reason == StopReason.CONTEXT_FULL:

@@ -72,7 +72,8 @@ def format_stats(stats: GenerationStats, stop_reason: StopReason) -> str:
     parts = [f"{stats.generated_tokens} tokens", f"{stats.decode_tok_s:.1f} tok/s"]
     if stats.prompt_tokens:
         parts.append(f"prompt {stats.prompt_tokens} ({stats.cached_tokens} cached)")
-    parts.append(f"first token {stats.ttft_s:.2f} s")
+    if stats.generated_tokens:  # a reply stopped during its prefill has no first token
+        parts.append(f"first token {stats.ttft_s:.2f} s")
     notes = {
         StopReason.CANCELLED: "stopped",
         StopReason.MAX_TOKENS: "token limit reached",
