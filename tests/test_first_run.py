@@ -29,7 +29,12 @@ def error_text(app: BonsaiApp) -> str:
 
 
 def chat_is_open(app: BonsaiApp) -> bool:
-    return isinstance(app.screen, ChatScreen) and bool(app.screen.query("#conversation"))
+    """The chat screen is up and done mounting (a test that ended while the sampling panel's
+    Select was still mounting failed in Textual's own Select: its label was already gone)."""
+    screen = app.screen
+    if not isinstance(screen, ChatScreen) or not screen.query("#conversation") or not screen.query("#output"):
+        return False
+    return screen.query_one("#output").is_mounted and screen.prompt.has_focus
 
 
 def first_run_app() -> BonsaiApp:
