@@ -12,6 +12,8 @@ a person would (keys into the terminal, the screen read back):
   reply's stats line from the screen: `N tokens · X tok/s · prompt P (C cached) · first token T s`.
 - `--stop-test` then starts a new chat (Ctrl+N), pastes a ~4,000-token text, presses Enter and Esc one second later, and times
   Esc → the reply's stats line showing `stopped`; then asks one more short question.
+- each turn also reports Enter -> the first token on screen (the screen read every 20 ms), beside
+  the engine's own first-token time, and the UI thread's CPU in between.
 - first, unless `--no-reference`: the same turns through `ChatSession` in a process of its own
   (what `bonsai-tui generate` does for turn 1, continued; same flags, so the same sampling and the
   same prompt lengths at every turn): the engine's speed at the same depth, without the app.
@@ -44,6 +46,9 @@ QUESTIONS = [
     "And in winter?",
     "Thank you!",
 ]
+# the screen is read this often while waiting for the first token: a faster poll takes CPU (tmux
+# renders the pane for each read) that the prefill wants, and resolves nothing the target needs
+POLL_FIRST = 0.02
 MARK = "echo:"  # typed first (untimed), so the box's line can be told from the reply's text
 KEYS = "abcdefghijklmnopqrstuvwxyz"
 PER_LINE = int(os.environ.get("PER_LINE", 24))  # timed keys before the box is emptied again (stays on one line at 80 columns)
@@ -130,7 +135,8 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return times
 
 
-def one_turn(app: Tmux, question: str, turn: int, interval: float, profile: bool) -> dict:
+def one_turn(app: Tmux, question: str, turn: int, interval: float, profile: bool, first_only: bool = False) -> dict:
+    """`first_only`: the profile ends when the first token shows (Enter -> first token)."""
     ctx_before = ctx_used(app.screen())
     recorder = None
     if profile:
@@ -144,8 +150,14 @@ def one_turn(app: Tmux, question: str, turn: int, interval: float, profile: bool
     pid = app_pid(app)
     cpu_before, wall_before = thread_cpu(pid), time.perf_counter()
     app.type(question)
+    entered = time.perf_counter()
     app.keys("Enter")
-    app.until(lambda s: streaming(s) or finished(s, ctx_before), poll=0.005)
+    _, first_seen = app.until(lambda s: streaming(s) or finished(s, ctx_before), poll=POLL_FIRST)
+    cpu_first = thread_cpu(pid)
+    if recorder is not None and first_only:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
+        recorder = None
     samples = echo_samples(app, interval) if interval > 0 else []
     screen, _ = app.until(lambda s: finished(s, ctx_before))
     cpu_after, wall = thread_cpu(pid), time.perf_counter() - wall_before
@@ -158,7 +170,8 @@ def one_turn(app: Tmux, question: str, turn: int, interval: float, profile: bool
         "turn": turn, "tokens": int(tokens), "tok_s": float(tok_s), "prompt": int(prompt), "cached": int(cached),
         "ttft": float(ttft), "note": note or "", "line": last.group(0), "echo_ms": [1000 * s for s in samples],
         "ui_cpu": cpu_after["ui"] - cpu_before["ui"], "other_cpu": cpu_after["engine+other"] - cpu_before["engine+other"],
-        "wall": wall,
+        "wall": wall, "felt_first": first_seen - entered, "ui_cpu_first": cpu_first["ui"] - cpu_before["ui"],
+        "other_cpu_first": cpu_first["engine+other"] - cpu_before["engine+other"],
         "threads": {k: round(cpu_after[k] - cpu_before.get(k, 0), 2) for k in cpu_after if ":" in k and cpu_after[k] - cpu_before.get(k, 0) > 0.05},
     }
 
@@ -171,12 +184,14 @@ def stop_test(app: Tmux, words: int) -> None:
     time.sleep(0.5)  # keys sent right after a Ctrl key can be lost (see echo_samples)
     app.paste(text)
     app.until(lambda s: "Summarize" in s and "this." in s, timeout=30)  # may wrap between the two words
-    ctx_before = ctx_used(app.screen())
+    lines_before = len(stats_lines(app.screen()))
     app.keys("Enter")
     time.sleep(1.0)
     pressed = time.perf_counter()
     app.keys("Escape")
-    screen, seen = app.until(lambda s: finished(s, ctx_before), poll=0.005)
+    # a new stats line, whatever the context shows: a stop before the first prefill slice ended
+    # leaves the context as it was
+    screen, seen = app.until(lambda s: len(stats_lines(s)) > lines_before and not streaming(s), poll=0.005)
     found = stats_lines(screen)
     print(f"stop: Esc 1 s after Enter → the reply ended {seen - pressed:.2f} s later: {found[-1].group(0) if found else '?'}", flush=True)
     print(f"stop: status bar: {status_line(screen).strip()}", flush=True)
@@ -205,7 +220,10 @@ def summary(path: Path, top: int = 25) -> None:
 def reference(model: str, tokens: int, turns: int) -> None:
     """The same turns through ChatSession, no UI: one JSON line of stats per turn."""
     import engine
+    from engine.allocator import keep_big_arrays_out_of_the_heap
     from engine.session import ChatSession, DoneEvent
+
+    keep_big_arrays_out_of_the_heap()  # as `bonsai-tui generate` (and the app) run
 
     with engine.load(model) as loaded:
         params = loaded.default_params().with_changes(temperature=0.8, top_k=40, top_p=0.95, seed=1)
@@ -213,9 +231,14 @@ def reference(model: str, tokens: int, turns: int) -> None:
         messages: list[dict[str, str]] = []
         for turn in range(turns):
             messages.append({"role": "user", "content": QUESTIONS[turn % len(QUESTIONS)]})
-            done = [e for e in session.chat(messages, max_tokens=tokens) if isinstance(e, DoneEvent)][0]
+            asked = time.perf_counter()
+            first = None
+            for event in session.chat(messages, max_tokens=tokens):
+                first = first or time.perf_counter() - asked  # the rendering and tokenizing too
+                done = event
+            assert isinstance(done, DoneEvent)
             messages.append({"role": "assistant", "content": done.text})
-            print(json.dumps(done.stats.as_dict()), flush=True)
+            print(json.dumps(done.stats.as_dict() | {"felt_first": first}), flush=True)
 
 
 def reference_runs(model: str, tokens: int, turns: int) -> list[dict]:
@@ -234,6 +257,7 @@ def main() -> None:
     parser.add_argument("--stop-test", action="store_true")
     parser.add_argument("--stop-words", type=int, default=1400, help="words in the pasted text (~4,000 tokens)")
     parser.add_argument("--profile", type=int, default=0, metavar="TURN")
+    parser.add_argument("--profile-first-token", action="store_true", help="profile only Enter -> first token")
     parser.add_argument("--no-reference", action="store_true", help="skip the engine-only run of the same turns")
     parser.add_argument("--reference-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--summary", type=Path, default=None, help="print a py-spy raw file's profile and exit")
@@ -260,7 +284,8 @@ def main() -> None:
     try:
         app.until(lambda s: "is ready" in s, timeout=300)
         for turn in range(1, args.turns + 1):
-            r = one_turn(app, QUESTIONS[(turn - 1) % len(QUESTIONS)], turn, args.interval, args.profile == turn)
+            r = one_turn(app, QUESTIONS[(turn - 1) % len(QUESTIONS)], turn, args.interval, args.profile == turn,
+                         args.profile_first_token)
             echo = r["echo_ms"]
             keys = (f" · key-to-echo {len(echo)} keys: median {statistics.median(echo):.0f} ms, "
                     f"90 % {sorted(echo)[int(0.9 * (len(echo) - 1))]:.0f} ms, worst {max(echo):.0f} ms") if echo else ""
@@ -268,8 +293,10 @@ def main() -> None:
             if turn <= len(engine_only):
                 e = engine_only[turn - 1]
                 ratio = (f" [{100 * r['tok_s'] / e['decode_tok_s']:.0f} % of the engine's decode,"
-                         f" first token {r['ttft'] - e['ttft_s']:+.2f} s]")
+                         f" first token {r['ttft'] - e['ttft_s']:+.2f} s, on screen {r['felt_first'] - e['felt_first']:+.2f} s]")
             print(f"{args.size} turn {turn}: {r['line']}{ratio}{keys}", flush=True)
+            print(f"    Enter -> first token on screen {r['felt_first']:.2f} s (UI thread CPU {r['ui_cpu_first']:.2f} s,"
+                  f" engine and the rest {r['other_cpu_first']:.2f} s)", flush=True)
             print(f"    CPU over the turn's {r['wall']:.1f} s: UI thread {r['ui_cpu']:.2f} s, engine and the rest {r['other_cpu']:.2f} s", flush=True)
             if os.environ.get("BENCH_THREADS"):
                 print(f"    per thread: {r['threads']}", flush=True)

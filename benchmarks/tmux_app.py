@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 # the line under each reply: `N tokens · X tok/s · prompt P (C cached) · first token T s[ · note]`
+# (no first token when the reply was stopped during its prefill)
 STATS = re.compile(
-    r"(\d+) tokens · ([\d.]+) tok/s · prompt (\d+) \((\d+) cached\) · first token ([\d.]+) s(?: · ([a-z ]+[a-z]))?"
+    r"(\d+) tokens · ([\d.]+) tok/s · prompt (\d+) \((\d+) cached\)(?: · first token ([\d.]+) s)?(?: · ([a-z ]+[a-z]))?"
 )
 BORDER = "│┃▌▐║|"
 

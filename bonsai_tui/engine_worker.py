@@ -25,6 +25,9 @@ from engine.threads import on_engine_thread
 # the first token is shown at once; later ones at most this often. Every UI update takes CPU the
 # engine's threads want (2 cores): 10 updates a second read smoothly and cost little
 FLUSH_SECONDS = 0.1
+# a reply's prefill waits (at most this long) until the screen has laid out and painted the new
+# messages: run beside it, that UI work would hold up the engine's thread team (2 cores)
+SETTLE_SECONDS = 0.5
 
 
 class ReplyTokens(Message):
@@ -66,6 +69,7 @@ class ReplyGenerator:
         self.busy = False
         self.worker: Worker | None = None
         self._stop = threading.Event()
+        self._settled = threading.Event()
 
     def start(
         self,
@@ -80,6 +84,8 @@ class ReplyGenerator:
             raise RuntimeError("a reply is already being generated")
         self.busy = True
         self._stop = threading.Event()  # this reply's own: a stop pressed before the engine starts counts
+        self._settled = threading.Event()
+        self.owner.call_after_refresh(self._settled.set)  # after the screen's next layout and paint
         conversation = [dict(m) for m in messages]
         self.worker = self.owner.run_worker(
             lambda: self._run(conversation, max_tokens, enable_thinking, make_constraint),
@@ -93,6 +99,7 @@ class ReplyGenerator:
     def stop(self) -> None:
         """Ask the running reply to stop: before its next token, or between two prefill slices."""
         self._stop.set()
+        self._settled.set()
 
     async def finish(self) -> None:
         """Stop the running reply and wait until the engine thread has left the model."""
@@ -127,6 +134,7 @@ class ReplyGenerator:
         make_constraint: Callable[[], Constraint | None] | None,
     ) -> None:
         stop = self._stop
+        self._settled.wait(SETTLE_SECONDS)
         try:
             constraint = make_constraint() if make_constraint is not None else None
             events = self.session.chat(

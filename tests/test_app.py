@@ -22,6 +22,8 @@ from bonsai_tui.screens.chat import ChatScreen
 from bonsai_tui.screens.context_full import ContextFullScreen
 from bonsai_tui.screens.help import HelpScreen
 from bonsai_tui.screens.loading import LoadingScreen
+from bonsai_tui.engine_worker import ReplyTokens
+from bonsai_tui.screens.reply_streaming import STATUS_SECONDS
 from bonsai_tui.settings import log_path
 from bonsai_tui.widgets.chat_message import ChatMessage, split_thinking
 from bonsai_tui.widgets.prompt_input import PromptInput
@@ -153,6 +155,19 @@ async def test_status_bar_shows_speed_after_a_reply(tiny_model_path: Path) -> No
         used = reply.stats.prompt_tokens + reply.stats.generated_tokens
         assert f"ctx {used}/4096" in status
         assert "1 thread" in status
+
+
+async def test_the_live_speed_in_the_status_bar_changes_at_most_twice_a_second(tiny_model_path: Path) -> None:
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(160, 30)) as pilot:
+        screen = await open_chat(pilot)
+        await screen.on_reply_tokens(ReplyTokens("a", 10.0, 5))  # the first batch shows at once
+        await screen.on_reply_tokens(ReplyTokens("b", 20.0, 6))  # 100 ms later: the bar waits
+        assert (screen.status.live_tok_s, screen.status.context_used) == (10.0, 5)
+        screen._status_shown -= STATUS_SECONDS  # as if half a second had passed
+        await screen.on_reply_tokens(ReplyTokens("c", 30.0, 7))
+        assert (screen.status.live_tok_s, screen.status.context_used) == (30.0, 7)
+        assert str(screen.status.render()).startswith("30.0 tok/s │ ctx 7/4096")
 
 
 async def start_paused_reply(pilot: Pilot, screen: ChatScreen, text: str) -> ChatMessage:

@@ -1,5 +1,5 @@
 """The streaming reply's plain text (widgets/streaming_text.py): its wrapping, shown exactly as on
-screen, and that a batch lays the screen out again only when it adds a line."""
+screen, and that a batch lays the screen out again only when the text outgrows its spare lines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 import bonsai_tui.widgets.streaming_text as streaming_text
-from bonsai_tui.widgets.streaming_text import StreamingText, printable, wrap_line
+from bonsai_tui.widgets.streaming_text import SPARE_LINES, StreamingText, printable, wrap_line
 from conftest import until
 
 pytestmark = pytest.mark.anyio
@@ -59,24 +59,29 @@ async def test_text_streamed_in_pieces_shows_as_if_wrapped_at_once(monkeypatch: 
             position += step
             if rng.random() < 0.3:
                 await pilot.pause()
-        await until(pilot, lambda: widget.size.height == len(expected))
-        assert screen_lines(widget) == [line.rstrip() for line in expected]
+        # the height grows SPARE_LINES + 1 lines at a time: the text, then up to SPARE_LINES blank lines
+        await until(pilot, lambda: len(expected) <= widget.size.height <= len(expected) + SPARE_LINES)
+        shown = screen_lines(widget)
+        assert shown[: len(expected)] == [line.rstrip() for line in expected]
+        assert shown[len(expected) :] == [""] * (widget.size.height - len(expected))
         assert expected[:3] == ["gaeihge fjdicecb", "eijcebbfhi fg jdihhi", "aiabg ajhfdfbdjddc"]
 
 
-async def test_a_batch_lays_the_screen_out_only_when_it_adds_a_line(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_batch_lays_the_screen_out_only_when_the_spare_lines_are_full(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(streaming_text, "GROW_SECONDS", 0.0)
     app = OneText()
     async with app.run_test(size=(40, 10)) as pilot:
         widget = app.query_one(StreamingText)
         widget.append("first words")
-        await until(pilot, lambda: screen_lines(widget) == ["first words"])
+        await until(pilot, lambda: screen_lines(widget) == ["first words", "", "", ""])
         widget.append(" and more")  # still one line of 24 cells: repainted, not laid out
         assert not widget._layout_required
-        await until(pilot, lambda: screen_lines(widget) == ["first words and more"])
-        widget.append(" then a second line")
+        widget.append(" then a second line\nthird\nfourth")  # fills the three spare lines: repainted
+        assert not widget._layout_required
+        await until(pilot, lambda: screen_lines(widget) == ["first words and more", "then a second line", "third", "fourth"])
+        widget.append("\nfifth")  # no blank line left: laid out, with three new spare lines
         assert widget._layout_required
-        await until(pilot, lambda: screen_lines(widget) == ["first words and more", "then a second line"])
+        await until(pilot, lambda: screen_lines(widget) == ["first words and more", "then a second line", "third", "fourth", "fifth", "", "", ""])
 
 
 async def test_new_lines_wait_for_the_next_grow_step(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,8 +90,9 @@ async def test_new_lines_wait_for_the_next_grow_step(monkeypatch: pytest.MonkeyP
     async with app.run_test(size=(40, 10)) as pilot:
         widget = app.query_one(StreamingText)
         widget.append("one line of text")
-        await until(pilot, lambda: screen_lines(widget) == ["one line of text"])
+        await until(pilot, lambda: screen_lines(widget) == ["one line of text", "", "", ""])
         widget._last_grow = time.monotonic()  # as if it had just grown
-        widget.append("\ntwo\nthree")
-        assert widget.size.height == 1 and widget._grow_timer is not None  # held back, not lost
-        await until(pilot, lambda: screen_lines(widget) == ["one line of text", "two", "three"])
+        widget.append("\ntwo\nthree\nfour\nfive")
+        assert widget.size.height == 4 and widget._grow_timer is not None  # held back, not lost
+        assert screen_lines(widget) == ["one line of text", "two", "three", "four"]  # the spare lines filled
+        await until(pilot, lambda: screen_lines(widget) == ["one line of text", "two", "three", "four", "five", "", "", ""])

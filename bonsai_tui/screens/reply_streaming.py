@@ -4,6 +4,7 @@ is full. A mixin of ChatScreen, which provides the attributes declared below."""
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,10 @@ from bonsai_tui.widgets.chat_message import ChatMessage
 from engine.errors import ContextFullError
 from engine.sampling import SamplingParams
 from engine.session import ChatSession, StopReason
+
+# the status bar takes the live speed and context at most this often: each repaint of it is CPU
+# the engine's threads want (2 cores), and a figure changing ten times a second is not read anyway
+STATUS_SECONDS = 0.5
 
 if TYPE_CHECKING:
     from bonsai_tui.generation_settings import GenerationSettings
@@ -32,6 +37,7 @@ class ReplyStreaming(DOMNode):
     settings: GenerationSettings
     enable_thinking: bool
     _reply: ChatMessage | None
+    _status_shown = 0.0  # when the status bar was last given the live figures
     conversation: ConversationView
     status: StatusBar
 
@@ -58,8 +64,11 @@ class ReplyStreaming(DOMNode):
     async def on_reply_tokens(self, event: ReplyTokens) -> None:
         if self._reply is not None:
             await self._reply.append(event.text)
-        self.status.live_tok_s = event.decode_tok_s
-        self.status.context_used = event.context_used
+        now = time.monotonic()
+        if self.status.live_tok_s is None or now - self._status_shown >= STATUS_SECONDS:
+            self._status_shown = now
+            self.status.live_tok_s = event.decode_tok_s
+            self.status.context_used = event.context_used
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         done = event.done

@@ -5,10 +5,15 @@ screen, which walks every widget of the conversation: a batch cost more the long
 the longer the chat, and that CPU was taken from the engine's threads (2 cores). Here the text is
 wrapped once per line (only the last line is wrapped again when text arrives), rendered a line at a
 time (Textual's line API: only the lines on screen), and a batch asks for a layout only when the
-text gains a line; otherwise it repaints just the lines it changed. A layout of the screen (two
-passes over every widget, as Textual echoes the size change) is the one cost that grows with the
-conversation, so new lines are shown at most GROW_SECONDS apart: a code block of short lines
-arrives in a few steps a second instead of one layout per batch.
+text needs more lines than the widget has; otherwise it repaints just the lines it changed. A
+layout of the screen (two passes over every widget, as Textual echoes the size change, and a
+repaint of the whole scrolled view) is the one cost that grows with the conversation, so:
+
+- the widget keeps SPARE_LINES blank lines under the text, which the next lines fill by a repaint:
+  one layout per SPARE_LINES + 1 lines instead of one per line (UI thread busy 8.5 % -> 4.3 % of
+  a 50 tok/s reply at 80x24, benchmarks/ui_cost.py);
+- new lines past those are shown at most GROW_SECONDS apart: a code block of short lines arrives
+  in a few steps a second instead of one layout per batch.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from textual.widget import Widget
 
 TAB = "    "
 GROW_SECONDS = 0.25  # new lines at most this often (4 layouts a second)
+SPARE_LINES = 3  # blank lines kept under the text, for the next lines to fill without a layout
 
 
 def printable(text: str) -> str:
@@ -82,7 +88,7 @@ class StreamingText(Widget):
         self.text = ""
         self._width = 0  # the width the lines are wrapped at (0: not yet)
         self._lines: list[tuple[int, int]] = []  # (start, end) into self.text, one per screen line
-        self._shown = 0  # lines the layout knows of (the widget's height); the rest wait for _grow
+        self._height = 0  # the widget's height as the layout knows it: the lines, then spare blank ones
         self._last_grow = 0.0
         self._grow_timer: Timer | None = None
 
@@ -100,9 +106,9 @@ class StreamingText(Widget):
             self._grow()
             return
         first = self._wrap_tail()
-        if first < self._shown:
-            self.refresh(Region(0, first, self._width, self._shown - first))
-        if len(self._lines) != self._shown:  # a new line: what is below moves down
+        if first < self._height:
+            self.refresh(Region(0, first, self._width, min(len(self._lines), self._height) - first))
+        if len(self._lines) > self._height:  # no blank line left to fill: what is below moves down
             wait = self._last_grow + GROW_SECONDS - time.monotonic()
             if wait <= 0:
                 self._grow()
@@ -110,12 +116,13 @@ class StreamingText(Widget):
                 self._grow_timer = self.set_timer(wait, self._grow)
 
     def _grow(self) -> None:
-        """Show every line so far: the widget's height changes, so the screen is laid out again."""
+        """Show every line so far and SPARE_LINES blank ones: the widget's height changes, so the
+        screen is laid out again."""
         if self._grow_timer is not None:
             self._grow_timer.stop()
             self._grow_timer = None
         self._last_grow = time.monotonic()
-        self._shown = len(self._lines)
+        self._height = len(self._lines) + SPARE_LINES
         self.refresh(layout=True)
 
     def _wrap_tail(self) -> int:
@@ -136,7 +143,7 @@ class StreamingText(Widget):
         self._width = max(1, width)
         self._lines = []
         self._wrap_tail()
-        self._shown = len(self._lines)
+        self._height = len(self._lines) + SPARE_LINES
 
     def get_content_width(self, container: Size, viewport: Size) -> int:
         return max((cell_len(line) for line in self.text.split("\n")), default=0)
@@ -144,7 +151,7 @@ class StreamingText(Widget):
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if width != self._width:
             self._wrap_all(width)
-        return self._shown
+        return self._height
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -153,7 +160,7 @@ class StreamingText(Widget):
         if width != self._width:
             self._wrap_all(width)
         style = self.rich_style
-        if y >= self._shown:
+        if y >= min(self._height, len(self._lines)):
             return Strip.blank(width, style)
         start, end = self._lines[y]
         return Strip([Segment(self.text[start:end], style)]).extend_cell_length(width, style).crop(0, width)
