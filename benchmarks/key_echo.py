@@ -10,7 +10,8 @@ a person would (keys into the terminal, the screen read back):
   `--interval` seconds, timing each from the key sent to the character shown in the message box
   (the screen polled every millisecond through one tmux control client); then it reads the
   reply's stats line from the screen: `N tokens · X tok/s · prompt P (C cached) · first token T s`.
-- `--stop-test` then starts a new chat (Ctrl+N), pastes a ~4,000-token text, presses Enter and Esc one second later, and times
+- `--stop-test` then starts a new chat (Ctrl+N), pastes a ~6,500-token text (give `--ctx 8192`: in the default
+  4,096 the app offers to drop turns instead), presses Enter and Esc one second later, and times
   Esc → the reply's stats line showing `stopped`; then asks one more short question.
 - each turn also reports Enter -> the first token on screen (the screen read every 20 ms), beside
   the engine's own first-token time, and the UI thread's CPU in between.
@@ -255,7 +256,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between timed keys (0: no typing)")
     parser.add_argument("--stop-test", action="store_true")
-    parser.add_argument("--stop-words", type=int, default=1400, help="words in the pasted text (~4,000 tokens)")
+    parser.add_argument("--stop-words", type=int, default=1400, help="words in the pasted text (~6,500 tokens: needs --ctx 8192)")
+    parser.add_argument("--ctx", type=int, default=0, help="the app's --ctx (0: its default, 4,096)")
     parser.add_argument("--profile", type=int, default=0, metavar="TURN")
     parser.add_argument("--profile-first-token", action="store_true", help="profile only Enter -> first token")
     parser.add_argument("--no-reference", action="store_true", help="skip the engine-only run of the same turns")
@@ -277,7 +279,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     cli = str(Path(sys.executable).with_name("bonsai-tui"))
     command = [cli, "--model", args.model, "--max-tokens", str(args.tokens), "--seed", "1",
-               "--temperature", "0.8", "--top-k", "40", "--top-p", "0.95"]
+               "--temperature", "0.8", "--top-k", "40", "--top-p", "0.95", "--ctx", str(args.ctx)]
     home = f"/tmp/bonsai-key-echo-{os.getpid()}"
     env = {"BONSAI_TUI_HOME": home} | {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}  # A/B runs
     app = Tmux(command, width, height, env=env)
