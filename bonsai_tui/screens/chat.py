@@ -189,9 +189,12 @@ class ChatScreen(ReplyStreaming, HistoryDialogs, DocumentsMixin, Screen[None]):
             await self._remove_from(self._editing)
         self.prompt.clear()
         question = ChatMessage("user", text.strip())
-        await self.conversation.add([question])
-        await self.add_documents_context(question)
-        await self._start_reply(self.settings.params)
+        if self.attachment_bar.attachments:  # their search takes a moment: the question shows first
+            await self.conversation.add([question])
+            await self.add_documents_context(question)
+            await self._start_reply(self.settings.params)
+        else:
+            await self._start_reply(self.settings.params, question)
 
     async def _remove_from(self, first: ChatMessage) -> None:
         """Remove a message and everything after it (an edit replaces the later turns)."""

@@ -49,17 +49,23 @@ class ReplyStreaming(DOMNode):
     def _announce_change(self) -> None:
         raise NotImplementedError  # the screen's: the state to save
 
-    async def _start_reply(self, params: SamplingParams) -> None:
+    async def _start_reply(self, params: SamplingParams, question: ChatMessage | None = None) -> None:
+        """Start a reply to the conversation (after `question`, mounted with it when given).
+
+        The screen is laid out and painted once for all of it (the question, the reply's widgets,
+        the footer's keys): each layout walks the whole conversation, and the reply's prefill
+        waits for that paint (engine_worker.SETTLE_SECONDS)."""
         self.session.params = params
         self._reply = ChatMessage("assistant")
-        messages = self.engine_messages()
-        await self.conversation.add([self._reply])
-        await self.show_sources()
-        self._reply.start_stream()
-        self._announce_change()  # the user's message is saved now, the reply when it ends
-        make_constraint = partial(output_constraint, self.model, self.settings)  # the Output choice
-        self.generator.start(messages, self.settings.max_tokens, self.enable_thinking, make_constraint)
-        self.refresh_bindings()
+        with self.app.batch_update():
+            await self.conversation.add([question, self._reply] if question is not None else [self._reply])
+            messages = self.engine_messages()
+            await self.show_sources()
+            self._reply.start_stream()
+            self._announce_change()  # the user's message is saved now, the reply when it ends
+            make_constraint = partial(output_constraint, self.model, self.settings)  # the Output choice
+            self.generator.start(messages, self.settings.max_tokens, self.enable_thinking, make_constraint)
+            self.refresh_bindings()
 
     async def on_reply_tokens(self, event: ReplyTokens) -> None:
         if self._reply is not None:
