@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import re
 import threading
 import time
@@ -155,6 +156,14 @@ async def test_status_bar_shows_speed_after_a_reply(tiny_model_path: Path) -> No
         used = reply.stats.prompt_tokens + reply.stats.generated_tokens
         assert f"ctx {used}/4096" in status
         assert "1 thread" in status
+
+
+async def test_the_objects_of_startup_are_frozen_out_of_the_cycle_collector(tiny_model_path: Path) -> None:
+    gc.unfreeze()
+    app = make_app(tiny_model_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_chat(pilot)
+        await until(pilot, lambda: gc.get_freeze_count() > 10_000)  # Textual's and the tokenizer's
 
 
 async def test_the_live_speed_in_the_status_bar_changes_at_most_twice_a_second(tiny_model_path: Path) -> None:
