@@ -92,7 +92,12 @@ def freeze_startup_objects() -> None:
     ~185,000) out of the cycle collector's sight. A full collection walked them all on the UI
     thread, 100-150 ms at a time, once or twice a reply: the worst key-to-echo while a reply
     streams. After this one, ~10 ms (benchmarks/README.md, "The allocator, and a cheaper stream").
-    Objects that become garbage later are still freed by their reference counts."""
+
+    Called each time a chat opens: what an earlier freeze kept (a closed chat's widgets, a
+    replaced model's metadata, held in reference cycles) is handed back and collected first, once,
+    so a model switch leaks nothing."""
+    gc.unfreeze()
+    gc.collect()
     gc.freeze()
 
 

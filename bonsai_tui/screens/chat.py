@@ -189,12 +189,11 @@ class ChatScreen(ReplyStreaming, HistoryDialogs, DocumentsMixin, Screen[None]):
             await self._remove_from(self._editing)
         self.prompt.clear()
         question = ChatMessage("user", text.strip())
-        if self.attachment_bar.attachments:  # their search takes a moment: the question shows first
+        shown_first = bool(self.attachment_bar.attachments)  # their search takes a moment
+        if shown_first:
             await self.conversation.add([question])
             await self.add_documents_context(question)
-            await self._start_reply(self.settings.params)
-        else:
-            await self._start_reply(self.settings.params, question)
+        await self._start_reply(self.settings.params, None if shown_first else question)
 
     async def _remove_from(self, first: ChatMessage) -> None:
         """Remove a message and everything after it (an edit replaces the later turns)."""
